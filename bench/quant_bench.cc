@@ -106,7 +106,8 @@ std::vector<uint8_t> random_weights(q::GgmlType type, int64_t bytes, int64_t* ro
       }
       break;
     case q::GgmlType::kIQ2_XXS:
-      for (int64_t b = 0; b < blocks; ++b) reinterpret_cast<q::BlockIQ2_XXS*>(w.data())[b].d = scale;
+      for (int64_t b = 0; b < blocks; ++b)
+        reinterpret_cast<q::BlockIQ2_XXS*>(w.data())[b].d = scale;
       break;
     default:
       break;
@@ -123,8 +124,8 @@ void bench_dots(double budget) {
               static_cast<long long>(kCols));
   std::printf("  %-8s %12s %12s %12s %12s\n", "weight", "avx2 1MiB", "portable 1MiB", "avx2 64MiB",
               "portable 64MiB");
-  const q::GgmlType types[] = {q::GgmlType::kF32,  q::GgmlType::kF16,  q::GgmlType::kBF16,
-                               q::GgmlType::kQ8_0, q::GgmlType::kQ2_K, q::GgmlType::kQ4_K,
+  const q::GgmlType types[] = {q::GgmlType::kF32,    q::GgmlType::kF16,  q::GgmlType::kBF16,
+                               q::GgmlType::kQ8_0,   q::GgmlType::kQ2_K, q::GgmlType::kQ4_K,
                                q::GgmlType::kIQ2_XXS};
   const bool have_avx2 = q::cpu_isa_supported(q::CpuIsa::kAvx2);
   for (q::GgmlType type : types) {

@@ -47,7 +47,8 @@ uint64_t TypeTotals::total_bytes() const {
 }
 
 std::string TypeTotals::table() const {
-  std::string out = fmt::format("  {:<8} {:>8} {:>20} {:>12}\n", "type", "tensors", "bytes", "size");
+  std::string out =
+      fmt::format("  {:<8} {:>8} {:>20} {:>12}\n", "type", "tensors", "bytes", "size");
   for (const auto& [type, row] : rows) {
     out += fmt::format("  {:<8} {:>8} {:>20} {:>12}\n", quant::type_name(type), row.tensors,
                        thousands(row.bytes), human_bytes(row.bytes));

@@ -133,20 +133,21 @@ int print_text(const InspectOptions& o, const gguf::GgufFile& file,
   fmt::print("name          {}\n", m.get_string("general.name").value_or("(none)"));
   fmt::print("architecture  {}\n", m.get_string("general.architecture").value_or("(none)"));
   if (check.synthetic) {
-    fmt::print("WARNING       synthetic model: RANDOM WEIGHTS (made by magnetar synth, preset {}, "
-               "seed {}); its output is noise\n",
-               m.get_string("magnetar.synthetic.preset").value_or("?"),
-               m.find("magnetar.synthetic.seed") ? m.find("magnetar.synthetic.seed")->to_display()
-                                                 : "?");
+    fmt::print(
+        "WARNING       synthetic model: RANDOM WEIGHTS (made by magnetar synth, preset {}, "
+        "seed {}); its output is noise\n",
+        m.get_string("magnetar.synthetic.preset").value_or("?"),
+        m.find("magnetar.synthetic.seed") ? m.find("magnetar.synthetic.seed")->to_display() : "?");
   }
   if (check.config) {
     const model::ModelConfig& c = *check.config;
     fmt::print("\nhyperparameters\n");
     fmt::print("  layers {}  embd {}  vocab {}  context {}\n", c.n_layer, c.n_embd, c.n_vocab,
                c.n_ctx_train);
-    fmt::print("  attention: {} heads x {} (rope {}), q_lora {}, output {} groups x {}, window {}\n",
-               c.n_head, c.head_dim, c.rope_dim, c.q_lora_rank, c.o_groups, c.o_lora_rank,
-               c.sliding_window);
+    fmt::print(
+        "  attention: {} heads x {} (rope {}), q_lora {}, output {} groups x {}, window {}\n",
+        c.n_head, c.head_dim, c.rope_dim, c.q_lora_rank, c.o_groups, c.o_lora_rank,
+        c.sliding_window);
     fmt::print("  indexer: {} heads x {}, top-k {}\n", c.indexer_heads, c.indexer_head_dim,
                c.indexer_top_k);
     fmt::print("  experts: {} routed ({} used, {} hash layers, scale {}), ffn {}, 1 shared\n",
@@ -160,8 +161,8 @@ int print_text(const InspectOptions& o, const gguf::GgufFile& file,
     fmt::print("\n");
   }
   const model::TokenizerSummary& t = check.tokenizer;
-  fmt::print("\ntokenizer     {} / {}: {} tokens, {} merges\n", t.model, t.pre, thousands(t.n_tokens),
-             thousands(t.n_merges));
+  fmt::print("\ntokenizer     {} / {}: {} tokens, {} merges\n", t.model, t.pre,
+             thousands(t.n_tokens), thousands(t.n_merges));
   fmt::print("  special:");
   for (const model::SpecialToken& s : t.specials) fmt::print(" {}={}", s.role, s.id);
   fmt::print("\n\nmetadata      {} keys\n", m.size());

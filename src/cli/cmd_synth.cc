@@ -52,8 +52,8 @@ std::vector<uint32_t> parse_ratios(const std::string& text) {
 synth::SynthPreset resolve_preset(const SynthCliOptions& o) {
   std::optional<synth::SynthPreset> found = synth::preset_by_name(o.preset);
   if (!found) {
-    throw std::invalid_argument("unknown preset '" + o.preset + "' (known: " +
-                                std::string(synth::preset_names()) + ")");
+    throw std::invalid_argument("unknown preset '" + o.preset +
+                                "' (known: " + std::string(synth::preset_names()) + ")");
   }
   synth::SynthPreset p = *found;
   model::ModelConfig& c = p.config;
@@ -111,9 +111,10 @@ int run_synth(const SynthCliOptions& o) {
   options.preset = resolve_preset(o);
   options.seed = o.seed;
   options.threads = o.threads;
-  std::filesystem::path tok_dir =
-      o.tokenizer_dir.empty() ? synth::find_tokenizer_dir() : std::filesystem::path(o.tokenizer_dir);
-  synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(tok_dir, options.preset.config.n_vocab);
+  std::filesystem::path tok_dir = o.tokenizer_dir.empty() ? synth::find_tokenizer_dir()
+                                                          : std::filesystem::path(o.tokenizer_dir);
+  synth::TokenizerVocab vocab =
+      synth::load_deepseek_v4_vocab(tok_dir, options.preset.config.n_vocab);
   synth::SynthPlan plan = synth::plan_synthetic_model(options, vocab);
   gguf::EncodedHeader header = gguf::encode_header(plan.metadata, plan.specs);
 
@@ -146,7 +147,8 @@ int run_synth(const SynthCliOptions& o) {
   fmt::print("wrote {}: {} tensors, {} ({} bytes) in {:.2f} s = {:.2f} GB/s on {} threads\n",
              o.output, totals.total_tensors(), human_bytes(r.file_bytes), thousands(r.file_bytes),
              r.seconds, static_cast<double>(r.file_bytes) / r.seconds / 1e9, r.threads);
-  fmt::print("this model has RANDOM WEIGHTS: it is for tests and benchmarks, its output is noise\n");
+  fmt::print(
+      "this model has RANDOM WEIGHTS: it is for tests and benchmarks, its output is noise\n");
   return kExitOk;
 }
 

@@ -92,7 +92,7 @@ class GgufParser {
     kv_count_ = read<uint64_t>("metadata count");
     // Each record occupies a minimum number of bytes, so a count larger than the file can hold
     // is corrupt; rejecting it here also bounds every allocation below.
-    constexpr uint64_t kMinKvBytes = 8 + 4 + 1;            // empty key, type, 1-byte value
+    constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, 1-byte value
     constexpr uint64_t kMinTensorBytes = 8 + 4 + 8 + 4 + 8;  // empty name, 1 dim, type, offset
     if (kv_count_ > remaining() / kMinKvBytes) {
       fail("metadata count " + std::to_string(kv_count_) + " cannot fit in the file", 16);
@@ -105,24 +105,37 @@ class GgufParser {
   // Reads one value of `type`; arrays recurse up to kMaxArrayNesting levels.
   GgufValue read_value(GgufType type, const std::string& key, uint32_t depth) {
     switch (type) {
-      case GgufType::kUint8: return GgufValue::u8(read<uint8_t>("u8 value"));
-      case GgufType::kInt8: return GgufValue::i8(read<int8_t>("i8 value"));
-      case GgufType::kUint16: return GgufValue::u16(read<uint16_t>("u16 value"));
-      case GgufType::kInt16: return GgufValue::i16(read<int16_t>("i16 value"));
-      case GgufType::kUint32: return GgufValue::u32(read<uint32_t>("u32 value"));
-      case GgufType::kInt32: return GgufValue::i32(read<int32_t>("i32 value"));
-      case GgufType::kFloat32: return GgufValue::f32(read<float>("f32 value"));
-      case GgufType::kUint64: return GgufValue::u64(read<uint64_t>("u64 value"));
-      case GgufType::kInt64: return GgufValue::i64(read<int64_t>("i64 value"));
-      case GgufType::kFloat64: return GgufValue::f64(read<double>("f64 value"));
+      case GgufType::kUint8:
+        return GgufValue::u8(read<uint8_t>("u8 value"));
+      case GgufType::kInt8:
+        return GgufValue::i8(read<int8_t>("i8 value"));
+      case GgufType::kUint16:
+        return GgufValue::u16(read<uint16_t>("u16 value"));
+      case GgufType::kInt16:
+        return GgufValue::i16(read<int16_t>("i16 value"));
+      case GgufType::kUint32:
+        return GgufValue::u32(read<uint32_t>("u32 value"));
+      case GgufType::kInt32:
+        return GgufValue::i32(read<int32_t>("i32 value"));
+      case GgufType::kFloat32:
+        return GgufValue::f32(read<float>("f32 value"));
+      case GgufType::kUint64:
+        return GgufValue::u64(read<uint64_t>("u64 value"));
+      case GgufType::kInt64:
+        return GgufValue::i64(read<int64_t>("i64 value"));
+      case GgufType::kFloat64:
+        return GgufValue::f64(read<double>("f64 value"));
       case GgufType::kBool: {
         uint64_t at = pos_;
         uint8_t b = read<uint8_t>("bool value");
-        if (b > 1) fail("key '" + key + "': bool value " + std::to_string(b) + " is not 0 or 1", at);
+        if (b > 1)
+          fail("key '" + key + "': bool value " + std::to_string(b) + " is not 0 or 1", at);
         return GgufValue::boolean(b != 0);
       }
-      case GgufType::kString: return GgufValue::string(read_string("string value"));
-      case GgufType::kArray: return read_array(key, depth + 1);
+      case GgufType::kString:
+        return GgufValue::string(read_string("string value"));
+      case GgufType::kArray:
+        return read_array(key, depth + 1);
     }
     fail("key '" + key + "': unknown value type", pos_);
   }
@@ -186,8 +199,7 @@ class GgufParser {
   // falls back to 32, which would misplace every tensor of a file that meant something else).
   void check_alignment(GgufFile& file, const GgufValue& value, uint64_t at) {
     if (value.type() != GgufType::kUint32) {
-      fail("general.alignment must be u32, found " + std::string(gguf_type_name(value.type())),
-           at);
+      fail("general.alignment must be u32, found " + std::string(gguf_type_name(value.type())), at);
     }
     uint64_t align = *value.as_u64();
     if (align < 8 || (align & (align - 1)) != 0) {
@@ -229,7 +241,8 @@ class GgufParser {
       uint64_t type_at = pos_;
       uint32_t type_id = read<uint32_t>("tensor type");
       const quant::TypeInfo* info = quant::find_type(type_id);
-      if (info == nullptr) fail(where + ": unknown ggml type id " + std::to_string(type_id), type_at);
+      if (info == nullptr)
+        fail(where + ": unknown ggml type id " + std::to_string(type_id), type_at);
       t.type = info->type;
       if (t.ne[0] % info->block_elems != 0) {
         fail(where + ": row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
@@ -238,7 +251,8 @@ class GgufParser {
       }
       // n_elements <= 2^63 and block_bytes <= 292 with block_elems >= 1: compute without overflow.
       uint64_t blocks = n_elements / static_cast<uint64_t>(info->block_elems);
-      if (blocks > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(info->block_bytes)) {
+      if (blocks >
+          std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(info->block_bytes)) {
         fail(where + ": byte size overflows", type_at);
       }
       t.size = blocks * static_cast<uint64_t>(info->block_bytes);

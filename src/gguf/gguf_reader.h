@@ -31,8 +31,8 @@ namespace magnetar::gguf {
 inline constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 inline constexpr uint32_t kGgufVersion = 3;
 inline constexpr uint64_t kDefaultAlignment = 32;
-inline constexpr uint32_t kMaxDims = 4;           // ggml's GGML_MAX_DIMS
-inline constexpr uint32_t kMaxArrayNesting = 8;   // deeper arrays are rejected (as ds4 does)
+inline constexpr uint32_t kMaxDims = 4;          // ggml's GGML_MAX_DIMS
+inline constexpr uint32_t kMaxArrayNesting = 8;  // deeper arrays are rejected (as ds4 does)
 
 struct TensorInfo {
   std::string name;

@@ -9,19 +9,32 @@ namespace magnetar::gguf {
 
 std::string_view gguf_type_name(GgufType type) {
   switch (type) {
-    case GgufType::kUint8: return "u8";
-    case GgufType::kInt8: return "i8";
-    case GgufType::kUint16: return "u16";
-    case GgufType::kInt16: return "i16";
-    case GgufType::kUint32: return "u32";
-    case GgufType::kInt32: return "i32";
-    case GgufType::kFloat32: return "f32";
-    case GgufType::kBool: return "bool";
-    case GgufType::kString: return "string";
-    case GgufType::kArray: return "array";
-    case GgufType::kUint64: return "u64";
-    case GgufType::kInt64: return "i64";
-    case GgufType::kFloat64: return "f64";
+    case GgufType::kUint8:
+      return "u8";
+    case GgufType::kInt8:
+      return "i8";
+    case GgufType::kUint16:
+      return "u16";
+    case GgufType::kInt16:
+      return "i16";
+    case GgufType::kUint32:
+      return "u32";
+    case GgufType::kInt32:
+      return "i32";
+    case GgufType::kFloat32:
+      return "f32";
+    case GgufType::kBool:
+      return "bool";
+    case GgufType::kString:
+      return "string";
+    case GgufType::kArray:
+      return "array";
+    case GgufType::kUint64:
+      return "u64";
+    case GgufType::kInt64:
+      return "i64";
+    case GgufType::kFloat64:
+      return "f64";
   }
   return "?";
 }
@@ -30,17 +43,22 @@ size_t gguf_scalar_size(GgufType type) {
   switch (type) {
     case GgufType::kUint8:
     case GgufType::kInt8:
-    case GgufType::kBool: return 1;
+    case GgufType::kBool:
+      return 1;
     case GgufType::kUint16:
-    case GgufType::kInt16: return 2;
+    case GgufType::kInt16:
+      return 2;
     case GgufType::kUint32:
     case GgufType::kInt32:
-    case GgufType::kFloat32: return 4;
+    case GgufType::kFloat32:
+      return 4;
     case GgufType::kUint64:
     case GgufType::kInt64:
-    case GgufType::kFloat64: return 8;
+    case GgufType::kFloat64:
+      return 8;
     case GgufType::kString:
-    case GgufType::kArray: return 0;
+    case GgufType::kArray:
+      return 0;
   }
   return 0;
 }
@@ -105,8 +123,10 @@ bool GgufValue::is_integer() const {
     case GgufType::kUint32:
     case GgufType::kInt32:
     case GgufType::kUint64:
-    case GgufType::kInt64: return true;
-    default: return false;
+    case GgufType::kInt64:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -162,18 +182,30 @@ GgufValue GgufValue::element(uint64_t i) const {
   if (a->element_type == GgufType::kArray) return a->nested[i];
   const uint8_t* p = a->packed.data() + i * gguf_scalar_size(a->element_type);
   switch (a->element_type) {
-    case GgufType::kUint8: return u8(load<uint8_t>(p));
-    case GgufType::kInt8: return i8(load<int8_t>(p));
-    case GgufType::kUint16: return u16(load<uint16_t>(p));
-    case GgufType::kInt16: return i16(load<int16_t>(p));
-    case GgufType::kUint32: return u32(load<uint32_t>(p));
-    case GgufType::kInt32: return i32(load<int32_t>(p));
-    case GgufType::kFloat32: return f32(load<float>(p));
-    case GgufType::kBool: return boolean(load<uint8_t>(p) != 0);
-    case GgufType::kUint64: return u64(load<uint64_t>(p));
-    case GgufType::kInt64: return i64(load<int64_t>(p));
-    case GgufType::kFloat64: return f64(load<double>(p));
-    default: return {};
+    case GgufType::kUint8:
+      return u8(load<uint8_t>(p));
+    case GgufType::kInt8:
+      return i8(load<int8_t>(p));
+    case GgufType::kUint16:
+      return u16(load<uint16_t>(p));
+    case GgufType::kInt16:
+      return i16(load<int16_t>(p));
+    case GgufType::kUint32:
+      return u32(load<uint32_t>(p));
+    case GgufType::kInt32:
+      return i32(load<int32_t>(p));
+    case GgufType::kFloat32:
+      return f32(load<float>(p));
+    case GgufType::kBool:
+      return boolean(load<uint8_t>(p) != 0);
+    case GgufType::kUint64:
+      return u64(load<uint64_t>(p));
+    case GgufType::kInt64:
+      return i64(load<int64_t>(p));
+    case GgufType::kFloat64:
+      return f64(load<double>(p));
+    default:
+      return {};
   }
 }
 

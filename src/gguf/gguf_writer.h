@@ -1,9 +1,14 @@
 // Writing GGUF v3 files.
 //
 // The writer lays the whole file out first (header, metadata, tensor directory, every tensor's
-// aligned offset), then lets any number of threads fill tensor bytes at their final positions with
-// pwrite. That is what makes `magnetar synth` write 80+ GB files at memory speed: no thread waits
-// for another, and nothing is buffered beyond the block being written.
+// aligned offset), then lets any number of threads fill tensor bytes at their final positions.
+// That is what makes `magnetar synth` write 80+ GB files at memory speed: nothing is buffered
+// beyond the block being written, and no thread waits for another. The last point needs care:
+// pwrite() to one file is serialized by the kernel's per-inode lock, so the writer reserves the
+// whole file with fallocate() and has threads copy into a shared mapping instead. The reservation
+// also turns a full disk into an error at creation time; without it, a store into a mapped hole on
+// a full file system would kill the process with SIGBUS. Where fallocate is unsupported the writer
+// falls back to pwrite.
 //
 // Files are written as `<path>.partial` and renamed into place by commit(), after checking that
 // every byte of every tensor was written. A failure (disk full, a thrown exception, a killed
@@ -67,10 +72,14 @@ class GgufWriter {
   void commit();
 
  private:
+  void fail_and_close(const std::string& why);  // closes, removes the partial file, throws
+  void populate(uint64_t pos, uint64_t n);
+
   std::filesystem::path path_;
   std::filesystem::path partial_path_;
   EncodedHeader header_;
   int fd_ = -1;
+  uint8_t* map_ = nullptr;  // the whole file, when space could be reserved
   bool committed_ = false;
   std::unique_ptr<std::atomic<uint64_t>[]> written_;  // bytes written per tensor
 };

@@ -10,13 +10,21 @@ using gguf::GgufValue;
 
 // Exact strings (gguf.md §2.3); ｜ is U+FF5C and ▁ is U+2581.
 const std::vector<std::pair<const char*, const char*>> kSpecials = {
-    {"bos", "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"},
-    {"eos", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"},
+    {"bos",
+     "<\xEF\xBD\x9C"
+     "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"},
+    {"eos",
+     "<\xEF\xBD\x9C"
+     "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"},
     {"user", "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"},
-    {"assistant", "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"},
+    {"assistant",
+     "<\xEF\xBD\x9C"
+     "Assistant\xEF\xBD\x9C>"},
     {"think", "<think>"},
     {"think_end", "</think>"},
-    {"dsml", "\xEF\xBD\x9C" "DSML\xEF\xBD\x9C"},
+    {"dsml",
+     "\xEF\xBD\x9C"
+     "DSML\xEF\xBD\x9C"},
 };
 
 void check_tokenizer(const gguf::GgufFile& file, ModelCheck& check) {

@@ -19,9 +19,9 @@ namespace magnetar::model {
 
 // The special tokens the V4 chat format needs, looked up by their exact strings.
 struct SpecialToken {
-  std::string role;     // "bos", "eos", "user", "assistant", "think", "think_end", "dsml"
-  std::string text;     // the token string
-  int64_t id = -1;      // -1 when absent
+  std::string role;  // "bos", "eos", "user", "assistant", "think", "think_end", "dsml"
+  std::string text;  // the token string
+  int64_t id = -1;   // -1 when absent
 };
 
 struct TokenizerSummary {

@@ -75,8 +75,8 @@ class MetadataReader {
   std::vector<float> f32_array(const char* suffix) const {
     std::string key = key_of(suffix);
     const GgufValue& v = require(key);
-    if (!v.is_array() || (v.element_type() != GgufType::kFloat32 &&
-                          v.element_type() != GgufType::kFloat64)) {
+    if (!v.is_array() ||
+        (v.element_type() != GgufType::kFloat32 && v.element_type() != GgufType::kFloat64)) {
       throw ConfigError(key + " must be an array of floats, found " + describe(v));
     }
     std::vector<float> out;
@@ -216,24 +216,24 @@ void ModelConfig::validate() const {
   auto n = [](uint32_t v) { return std::to_string(v); };
   require(n_layer >= 1, "block_count must be at least 1");
   require(n_embd >= 1 && n_vocab >= 1 && n_head >= 1, "embedding, vocab and heads must be > 0");
-  require(n_head_kv == 1, "attention.head_count_kv must be 1 (one shared key/value head), is " +
-                              n(n_head_kv));
+  require(n_head_kv == 1,
+          "attention.head_count_kv must be 1 (one shared key/value head), is " + n(n_head_kv));
   require(head_dim >= 1 && rope_dim % 2 == 0 && rope_dim <= head_dim,
           "rope.dimension_count (" + n(rope_dim) + ") must be even and <= key_length (" +
               n(head_dim) + ")");
   // The official model simulates FP8 storage of the non-rotary part of each KV row in 64-value
   // blocks (model.md §3.3), so that part must be a whole number of blocks.
-  require((head_dim - rope_dim) % 64 == 0,
-          "key_length - rope.dimension_count must be a multiple of 64, is " +
-              n(head_dim - rope_dim));
+  require(
+      (head_dim - rope_dim) % 64 == 0,
+      "key_length - rope.dimension_count must be a multiple of 64, is " + n(head_dim - rope_dim));
   require(q_lora_rank >= 1 && o_lora_rank >= 1, "LoRA ranks must be > 0");
-  require(o_groups >= 1 && n_head % o_groups == 0,
-          "attention.output_group_count (" + n(o_groups) + ") must divide head_count (" +
-              n(n_head) + ")");
+  require(o_groups >= 1 && n_head % o_groups == 0, "attention.output_group_count (" + n(o_groups) +
+                                                       ") must divide head_count (" + n(n_head) +
+                                                       ")");
   require(sliding_window >= 1, "attention.sliding_window must be > 0");
-  require(compress_ratios.size() >= n_layer,
-          "attention.compress_ratios has " + n(static_cast<uint32_t>(compress_ratios.size())) +
-              " entries, block_count is " + n(n_layer));
+  require(compress_ratios.size() >= n_layer, "attention.compress_ratios has " +
+                                                 n(static_cast<uint32_t>(compress_ratios.size())) +
+                                                 " entries, block_count is " + n(n_layer));
   bool any_indexer = false;
   for (size_t l = 0; l < compress_ratios.size(); ++l) {
     uint32_t r = compress_ratios[l];
@@ -256,9 +256,9 @@ void ModelConfig::validate() const {
   require(n_expert_shared == 1, "expert_shared_count must be 1, is " + n(n_expert_shared));
   require(expert_ffn >= 1, "expert_feed_forward_length must be > 0");
   require(n_hash_layers <= n_layer, "hash_layer_count exceeds block_count");
-  require(swiglu_clamp.size() >= n_layer,
-          "swiglu_clamp_exp has " + n(static_cast<uint32_t>(swiglu_clamp.size())) +
-              " entries, block_count is " + n(n_layer));
+  require(swiglu_clamp.size() >= n_layer, "swiglu_clamp_exp has " +
+                                              n(static_cast<uint32_t>(swiglu_clamp.size())) +
+                                              " entries, block_count is " + n(n_layer));
   require(hc_count >= 1 && hc_sinkhorn_iters >= 1, "hyper-connection count and iterations > 0");
   require(n_mtp <= 1, "at most one MTP block is supported, nextn_predict_layers is " + n(n_mtp));
   require(rms_eps > 0 && hc_eps > 0, "epsilons must be > 0");

@@ -28,14 +28,14 @@ struct ModelConfig {
   std::string architecture = "deepseek4";
 
   // Sizes.
-  uint32_t n_layer = 0;         // deepseek4.block_count (main layers, MTP excluded)
-  uint32_t n_embd = 0;          // D, deepseek4.embedding_length
-  uint32_t n_vocab = 0;         // deepseek4.vocab_size
-  uint32_t n_ctx_train = 0;     // deepseek4.context_length (informational)
-  uint32_t n_head = 0;          // query heads
-  uint32_t n_head_kv = 1;       // one shared key/value head
-  uint32_t head_dim = 0;        // key_length == value_length
-  uint32_t rope_dim = 0;        // rotary dimensions (the last rope_dim of each head)
+  uint32_t n_layer = 0;      // deepseek4.block_count (main layers, MTP excluded)
+  uint32_t n_embd = 0;       // D, deepseek4.embedding_length
+  uint32_t n_vocab = 0;      // deepseek4.vocab_size
+  uint32_t n_ctx_train = 0;  // deepseek4.context_length (informational)
+  uint32_t n_head = 0;       // query heads
+  uint32_t n_head_kv = 1;    // one shared key/value head
+  uint32_t head_dim = 0;     // key_length == value_length
+  uint32_t rope_dim = 0;     // rotary dimensions (the last rope_dim of each head)
   uint32_t q_lora_rank = 0;
   uint32_t o_lora_rank = 0;
   uint32_t o_groups = 0;        // grouped output projection
@@ -59,11 +59,11 @@ struct ModelConfig {
   // Mixture of experts.
   uint32_t n_expert = 0;
   uint32_t n_expert_used = 0;
-  uint32_t expert_ffn = 0;       // routed (and shared) expert hidden size
+  uint32_t expert_ffn = 0;  // routed (and shared) expert hidden size
   uint32_t n_expert_shared = 1;
   float expert_weights_scale = 1.0f;  // route scale
   bool expert_weights_norm = true;
-  uint32_t n_hash_layers = 0;    // layers [0, n_hash_layers) route by token id (tid2eid)
+  uint32_t n_hash_layers = 0;       // layers [0, n_hash_layers) route by token id (tid2eid)
   std::vector<float> swiglu_clamp;  // per layer
 
   // Manifold-constrained hyper-connections.
@@ -84,9 +84,7 @@ struct ModelConfig {
   bool has_indexer(uint32_t layer) const { return ratio(layer) == 4; }
   bool is_hash_layer(uint32_t layer) const { return layer < n_hash_layers; }
   // The ratio-4 compressor uses two overlapping windows, so it projects to twice the width.
-  uint32_t compressor_width(uint32_t layer) const {
-    return (ratio(layer) == 4 ? 2 : 1) * head_dim;
-  }
+  uint32_t compressor_width(uint32_t layer) const { return (ratio(layer) == 4 ? 2 : 1) * head_dim; }
   uint32_t indexer_q_dim() const { return indexer_heads * indexer_head_dim; }
   uint32_t indexer_compressor_width() const { return 2 * indexer_head_dim; }
 

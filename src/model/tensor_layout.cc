@@ -130,8 +130,10 @@ std::vector<ExpectedTensor> model_tensors(const ModelConfig& c, bool with_mtp) {
 
 std::vector<GgmlType> accepted_types(WeightClass cls) {
   switch (cls) {
-    case WC::kVector: return {GgmlType::kF32};
-    case WC::kTokenMap: return {GgmlType::kI32};
+    case WC::kVector:
+      return {GgmlType::kF32};
+    case WC::kTokenMap:
+      return {GgmlType::kI32};
     default:
       return {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,   GgmlType::kQ8_0,
               GgmlType::kQ2_K, GgmlType::kQ4_K, GgmlType::kIQ2_XXS};
@@ -140,24 +142,35 @@ std::vector<GgmlType> accepted_types(WeightClass cls) {
 
 std::vector<GgmlType> ds4_types(WeightClass cls) {
   switch (cls) {
-    case WC::kVector: return {GgmlType::kF32};
-    case WC::kPlain: return {GgmlType::kF16};
-    case WC::kDense: return {GgmlType::kQ8_0};
+    case WC::kVector:
+      return {GgmlType::kF32};
+    case WC::kPlain:
+      return {GgmlType::kF16};
+    case WC::kDense:
+      return {GgmlType::kQ8_0};
     case WC::kExpertGateUp:
-    case WC::kExpertDown: return {GgmlType::kIQ2_XXS, GgmlType::kQ2_K, GgmlType::kQ4_K};
-    case WC::kTokenMap: return {GgmlType::kI32};
-    case WC::kMtpPlain: return {GgmlType::kF32, GgmlType::kF16};
+    case WC::kExpertDown:
+      return {GgmlType::kIQ2_XXS, GgmlType::kQ2_K, GgmlType::kQ4_K};
+    case WC::kTokenMap:
+      return {GgmlType::kI32};
+    case WC::kMtpPlain:
+      return {GgmlType::kF32, GgmlType::kF16};
   }
   return {};
 }
 
 std::string_view issue_kind_name(LayoutIssue::Kind kind) {
   switch (kind) {
-    case LayoutIssue::Kind::kMissing: return "missing";
-    case LayoutIssue::Kind::kExtra: return "extra";
-    case LayoutIssue::Kind::kShape: return "shape";
-    case LayoutIssue::Kind::kType: return "type";
-    case LayoutIssue::Kind::kPairing: return "pairing";
+    case LayoutIssue::Kind::kMissing:
+      return "missing";
+    case LayoutIssue::Kind::kExtra:
+      return "extra";
+    case LayoutIssue::Kind::kShape:
+      return "shape";
+    case LayoutIssue::Kind::kType:
+      return "type";
+    case LayoutIssue::Kind::kPairing:
+      return "pairing";
   }
   return "?";
 }
@@ -187,13 +200,13 @@ LayoutReport check_layout(const ModelConfig& c, const std::vector<gguf::TensorIn
     }
     const gguf::TensorInfo& t = *it->second;
     if (t.ne != e.ne) {
-      issue(LayoutIssue::Kind::kShape, e.name, "shape " + shape_text(t.ne) + ", expected " +
-                                                   shape_text(e.ne));
+      issue(LayoutIssue::Kind::kShape, e.name,
+            "shape " + shape_text(t.ne) + ", expected " + shape_text(e.ne));
     }
     std::vector<GgmlType> accepted = accepted_types(e.cls);
     if (!contains(accepted, t.type)) {
-      issue(LayoutIssue::Kind::kType, e.name, "type " + std::string(quant::type_name(t.type)) +
-                                                  ", expected " + types_text(accepted));
+      issue(LayoutIssue::Kind::kType, e.name,
+            "type " + std::string(quant::type_name(t.type)) + ", expected " + types_text(accepted));
     } else if (!contains(ds4_types(e.cls), t.type)) {
       report.ds4_types = false;
       if (report.ds4_type_notes.size() < 4) {
@@ -209,8 +222,8 @@ LayoutReport check_layout(const ModelConfig& c, const std::vector<gguf::TensorIn
   // fused kernels rely on it).
   for (const ExpectedTensor& e : expected) {
     const std::string suffix = "ffn_gate_exps.weight";
-    if (e.name.size() < suffix.size() || e.name.compare(e.name.size() - suffix.size(),
-                                                        suffix.size(), suffix) != 0) {
+    if (e.name.size() < suffix.size() ||
+        e.name.compare(e.name.size() - suffix.size(), suffix.size(), suffix) != 0) {
       continue;
     }
     std::string up = e.name.substr(0, e.name.size() - suffix.size()) + "ffn_up_exps.weight";

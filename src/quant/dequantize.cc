@@ -101,8 +101,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   }
   if (!row_fits(type, n)) {
     throw std::invalid_argument("dequantize_row: " + std::to_string(n) +
-                                " values is not a whole number of " +
-                                std::string(type_name(type)) + " blocks");
+                                " values is not a whole number of " + std::string(type_name(type)) +
+                                " blocks");
   }
   const int64_t nb = n / type_info(type).block_elems;
   switch (type) {

@@ -149,7 +149,8 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
   __m256 acc = _mm256_setzero_ps();
   float acc_min = 0;
   for (int64_t b = 0; b < n / 256; ++b) {
-    // The 6-bit scales and mins, unpacked as in q4_k_scale_min (blocks.h).
+    // The 6-bit scales and mins, unpacked as q4_k_scale_min (blocks.h) does; written out here
+    // because that inline helper must not be compiled into this file (see the top comment).
     const uint8_t* s = x[b].scales;
     int sc[8];
     int m[8];
@@ -182,11 +183,6 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
 float dot_iq2_xxs(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const BlockIQ2_XXS*>(w);
   const auto* y = static_cast<const BlockQ8_K*>(a);
-  // Expands four sign bytes (one per 8-weight sub-group) into 32 byte masks: replicate sign byte
-  // k over bytes 8k..8k+7, then test bit i in byte 8k + i.
-  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
-                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
   const __m256i one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / 256; ++b) {
@@ -199,11 +195,12 @@ float dot_iq2_xxs(int64_t n, const void* w, const void* a) {
       const __m256i grid = _mm256_setr_epi64x(
           static_cast<int64_t>(kIq2xxsGrid[group[0]]), static_cast<int64_t>(kIq2xxsGrid[group[1]]),
           static_cast<int64_t>(kIq2xxsGrid[group[2]]), static_cast<int64_t>(kIq2xxsGrid[group[3]]));
-      const uint32_t signs = kIq2xsSigns[word & 127] | kIq2xsSigns[(word >> 7) & 127] << 8 |
-                             kIq2xsSigns[(word >> 14) & 127] << 16 |
-                             static_cast<uint32_t>(kIq2xsSigns[(word >> 21) & 127]) << 24;
-      __m256i neg = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(signs)), spread);
-      neg = _mm256_cmpeq_epi8(_mm256_and_si256(neg, bit), bit);  // 0xff (-1) where negative
+      const __m256i neg =
+          _mm256_setr_epi64x(static_cast<int64_t>(kIq2xsSignMasks.mask[word & 127]),
+                             static_cast<int64_t>(kIq2xsSignMasks.mask[(word >> 7) & 127]),
+                             static_cast<int64_t>(kIq2xsSignMasks.mask[(word >> 14) & 127]),
+                             static_cast<int64_t>(kIq2xsSignMasks.mask[(word >> 21) & 127]));
+      // sign_epi8 negates q8 where the mask byte is -1 (0xff) and keeps it where it is +1.
       const __m256i q8 = _mm256_sign_epi8(load32(y[b].qs + 32 * g), _mm256_or_si256(neg, one));
       const __m256i p = _mm256_maddubs_epi16(grid, q8);
       const __m256i scale = _mm256_set1_epi16(static_cast<int16_t>(2 * (word >> 28) + 1));
@@ -217,7 +214,6 @@ float dot_iq2_xxs(int64_t n, const void* w, const void* a) {
 
 }  // namespace
 
-const DotKernels kAvx2Dot = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q2_k, dot_q4_k,
-                             dot_iq2_xxs};
+const DotKernels kAvx2Dot = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q2_k, dot_q4_k, dot_iq2_xxs};
 
 }  // namespace magnetar::quant::detail

@@ -18,4 +18,12 @@ extern const uint64_t kIq2xxsGrid[256];
 extern const uint8_t kIq2xsSigns[128];
 extern const uint16_t kIq2xxsKgrid[256];
 
+// kIq2xsSigns spread to whole bytes: mask[s] has byte i = 0xff where bit i of kIq2xsSigns[s] is
+// set, else 0, so that kernels can negate 8 values with one mask (SIMD sign, or (m ^ mask) + 1).
+// (A struct around a plain array: no member functions, so SIMD translation units can use it.)
+struct Iq2xsSignMasks {
+  uint64_t mask[128];
+};
+extern const Iq2xsSignMasks kIq2xsSignMasks;
+
 }  // namespace magnetar::quant

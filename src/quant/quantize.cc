@@ -18,8 +18,8 @@ void check_row(const char* what, GgmlType type, int64_t n) {
   }
   if (!row_fits(type, n)) {
     throw std::invalid_argument(std::string(what) + ": " + std::to_string(n) +
-                                " values is not a whole number of " +
-                                std::string(type_name(type)) + " blocks");
+                                " values is not a whole number of " + std::string(type_name(type)) +
+                                " blocks");
   }
 }
 
@@ -64,8 +64,7 @@ void encode_row(GgmlType type, const float* src, void* dst, int64_t n, const flo
 
 bool can_quantize(GgmlType type) { return can_dequantize(type); }
 
-void quantize_row(GgmlType type, const float* src, void* dst, int64_t n,
-                  const float* importance) {
+void quantize_row(GgmlType type, const float* src, void* dst, int64_t n, const float* importance) {
   check_row("quantize_row", type, n);
   std::vector<float> ones;
   if (type == GgmlType::kIQ2_XXS && importance == nullptr) {
@@ -92,8 +91,7 @@ void quantize_matrix(GgmlType type, const float* src, void* dst, int64_t nrows, 
   }
   const int64_t row_size = row_bytes(type, ncols);
   for (int64_t r = 0; r < nrows; ++r) {
-    encode_row(type, src + r * ncols, static_cast<uint8_t*>(dst) + r * row_size, ncols,
-               importance);
+    encode_row(type, src + r * ncols, static_cast<uint8_t*>(dst) + r * row_size, ncols, importance);
   }
 }
 

@@ -6,6 +6,7 @@
 // magnitudes to the nearest levels and, when that tuple is not one of the 256 grid points, snaps
 // it to the best of its nearest grid points under the importance-weighted error.
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -28,7 +29,9 @@ class GridSearch {
  public:
   GridSearch() : slot_(kKeyCount, kUnreachable) {
     for (int g = 0; g < 256; ++g) {
-      for (int i = 0; i < 8; ++i) odd_[g][i] = static_cast<uint8_t>(2 * level(kIq2xxsKgrid[g], i) + 1);
+      for (int i = 0; i < 8; ++i) {
+        odd_[g][i] = static_cast<uint8_t>(2 * level(kIq2xxsKgrid[g], i) + 1);
+      }
       slot_[kIq2xxsKgrid[g]] = g;
     }
     // Every tuple of levels in {0, 1, 2}^8 that is not a grid point gets a candidate list.
@@ -69,7 +72,7 @@ class GridSearch {
   const uint8_t* odd_levels(int g) const { return odd_[g]; }
 
  private:
-  // slot_ values below this are never looked up (tuples containing the unused level 3).
+  // slot_ of keys that are never looked up (tuples containing the unused level 3).
   static constexpr int kUnreachable = -0x7fffffff;
 
   static int level(int key, int i) { return (key >> (2 * i)) & 3; }
@@ -120,7 +123,8 @@ void snap_group(const GridSearch& search, const float* xval, const float* waux, 
   for (int k = 0; k < 4; ++k) {
     uint8_t levels[8];
     for (int i = 0; i < 8; ++i) {
-      levels[i] = static_cast<uint8_t>(std::clamp(nearest_int(0.5f * (id * xval[8 * k + i] - 1)), 0, 2));
+      levels[i] =
+          static_cast<uint8_t>(std::clamp(nearest_int(0.5f * (id * xval[8 * k + i] - 1)), 0, 2));
     }
     grid[k] = search.snap(levels, xval + 8 * k, waux + 8 * k, scale);
   }

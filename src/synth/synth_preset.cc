@@ -4,8 +4,8 @@
 
 namespace magnetar::synth {
 
-using quant::GgmlType;
 using model::WeightClass;
+using quant::GgmlType;
 
 std::optional<QuantMix> quant_mix_from_name(std::string_view name) {
   if (name == "q2") return QuantMix::kQ2;
@@ -16,9 +16,12 @@ std::optional<QuantMix> quant_mix_from_name(std::string_view name) {
 
 std::string_view quant_mix_name(QuantMix mix) {
   switch (mix) {
-    case QuantMix::kQ2: return "q2";
-    case QuantMix::kQ4: return "q4";
-    case QuantMix::kF32: return "f32";
+    case QuantMix::kQ2:
+      return "q2";
+    case QuantMix::kQ4:
+      return "q4";
+    case QuantMix::kF32:
+      return "f32";
   }
   return "?";
 }
@@ -49,14 +52,18 @@ GgmlType storage_type(WeightClass cls, QuantMix mix, bool mtp) {
   if (cls == WeightClass::kTokenMap) return GgmlType::kI32;
   if (mix == QuantMix::kF32) return GgmlType::kF32;
   switch (cls) {
-    case WeightClass::kPlain: return GgmlType::kF16;
-    case WeightClass::kMtpPlain: return GgmlType::kF32;
-    case WeightClass::kDense: return GgmlType::kQ8_0;
+    case WeightClass::kPlain:
+      return GgmlType::kF16;
+    case WeightClass::kMtpPlain:
+      return GgmlType::kF32;
+    case WeightClass::kDense:
+      return GgmlType::kQ8_0;
     case WeightClass::kExpertGateUp:
       return mix == QuantMix::kQ4 || mtp ? GgmlType::kQ4_K : GgmlType::kIQ2_XXS;
     case WeightClass::kExpertDown:
       return mix == QuantMix::kQ4 || mtp ? GgmlType::kQ4_K : GgmlType::kQ2_K;
-    default: return GgmlType::kF32;
+    default:
+      return GgmlType::kF32;
   }
 }
 

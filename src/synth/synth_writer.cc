@@ -72,8 +72,12 @@ SynthResult write_synthetic_model(const SynthOptions& options, const SynthPlan& 
   std::vector<ChunkRequest> work;
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const model::ExpectedTensor& t = plan.tensors[i];
-    ChunkRequest base{&t, plan.specs[i].type, distribution_for(t, options.preset.config),
-                      options.preset.encoding, options.seed, {}};
+    ChunkRequest base{&t,
+                      plan.specs[i].type,
+                      distribution_for(t, options.preset.config),
+                      options.preset.encoding,
+                      options.seed,
+                      {}};
     for (const Chunk& chunk : split_into_chunks(i, t.ne)) {
       base.chunk = chunk;
       work.push_back(base);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -13,20 +14,19 @@
 namespace magnetar::synth {
 namespace {
 
-using quant::GgmlType;
 using model::WeightClass;
+using quant::GgmlType;
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Elements per chunk of a 1-D/2-D tensor: 4 MB of float32, enough to amortize a pwrite and small
 // enough that 16 threads spread even the embedding table evenly.
 constexpr int64_t kChunkElements = int64_t{1} << 20;
 
-void put_f16(GgmlType, float value, uint8_t* dst) {
-  quant::quantize_row(GgmlType::kF16, &value, dst, 1);
-}
+void put_f16(float value, uint8_t* dst) { quant::quantize_row(GgmlType::kF16, &value, dst, 1); }
 
 // Random-code blocks: every field filled with random bits, then the super-block scales set so the
 // decoded values have zero mean and RMS `rms_per_unit_d` per unit of d. For the K-quants the
@@ -40,11 +40,16 @@ struct CodeLayout {
 
 std::optional<CodeLayout> code_layout(GgmlType type) {
   switch (type) {
-    case GgmlType::kQ8_0: return CodeLayout{0, std::nullopt, 0.0f};
-    case GgmlType::kQ2_K: return CodeLayout{80, 82, 1.5f};
-    case GgmlType::kQ4_K: return CodeLayout{0, 2, 7.5f};
-    case GgmlType::kIQ2_XXS: return CodeLayout{0, std::nullopt, 0.0f};
-    default: return std::nullopt;
+    case GgmlType::kQ8_0:
+      return CodeLayout{0, std::nullopt, 0.0f};
+    case GgmlType::kQ2_K:
+      return CodeLayout{80, 82, 1.5f};
+    case GgmlType::kQ4_K:
+      return CodeLayout{0, 2, 7.5f};
+    case GgmlType::kIQ2_XXS:
+      return CodeLayout{0, std::nullopt, 0.0f};
+    default:
+      return std::nullopt;
   }
 }
 
@@ -59,8 +64,8 @@ void fill_random_blocks(GgmlType type, float d, Rng& rng, uint8_t* dst, int64_t 
   }
   for (uint64_t r = rng.next(); i < total; ++i, r >>= 8) dst[i] = static_cast<uint8_t>(r);
   uint8_t d_bits[2], dmin_bits[2];
-  put_f16(type, d, d_bits);
-  put_f16(type, d * layout.dmin_per_d, dmin_bits);
+  put_f16(d, d_bits);
+  put_f16(d * layout.dmin_per_d, dmin_bits);
   for (int64_t b = 0; b < n_blocks; ++b) {
     uint8_t* block = dst + b * block_bytes;
     std::memcpy(block + layout.d_offset, d_bits, 2);
@@ -148,8 +153,7 @@ std::vector<Chunk> split_into_chunks(size_t tensor, const std::vector<int64_t>& 
   return chunks;
 }
 
-void generate_chunk(const ChunkRequest& r, std::vector<uint8_t>& out,
-                    std::vector<float>& scratch) {
+void generate_chunk(const ChunkRequest& r, std::vector<uint8_t>& out, std::vector<float>& scratch) {
   const int64_t row_len = r.tensor->ne[0];
   const int64_t n_values = row_len * r.chunk.n_rows;
   const int64_t row_bytes = quant::row_bytes(r.type, row_len);

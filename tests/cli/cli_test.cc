@@ -10,6 +10,7 @@
 
 #include "gguf/gguf_writer.h"
 #include "gguf_corpus.h"
+#include "scratch_dir.h"
 #include "synth/synth_writer.h"
 
 namespace magnetar {
@@ -28,11 +29,7 @@ std::string slurp(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-fs::path scratch(const std::string& name) {
-  fs::path dir = fs::path(MAGNETAR_TEST_TMP) / "cli";
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_dir("cli") / name; }
 
 RunResult run(std::vector<std::string> args) {
   fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
@@ -96,8 +93,7 @@ TEST_F(Cli, InspectJson) {
 TEST(CliDryRun, ReportsThePublishedSizes) {
   RunResult q2 = run({"synth", "--preset", "v4-flash-q2", "--dry-run"});
   ASSERT_EQ(q2.code, 0) << q2.err;
-  EXPECT_NE(q2.out.find("tensors 1328, tensor bytes 86,714,775,900 (80.76 GiB)"),
-            std::string::npos)
+  EXPECT_NE(q2.out.find("tensors 1328, tensor bytes 86,714,775,900 (80.76 GiB)"), std::string::npos)
       << q2.out.substr(q2.out.size() - 400);
   RunResult q4 = run({"synth", "--preset", "v4-flash-q4", "--dry-run"});
   ASSERT_EQ(q4.code, 0) << q4.err;

@@ -1,8 +1,9 @@
 // The reader against hand-assembled images (tests/support/gguf_corpus.h): every value type and
 // tensor field decodes to what was written, and every corrupt variant is refused cleanly.
+#include "gguf/gguf_reader.h"
+
 #include <gtest/gtest.h>
 
-#include "gguf/gguf_reader.h"
 #include "gguf_corpus.h"
 
 namespace magnetar::gguf {

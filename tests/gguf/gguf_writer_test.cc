@@ -1,5 +1,7 @@
 // The writer: byte-exact headers (compared with hand-assembled images), parallel round trips, and
 // failures that leave nothing behind.
+#include "gguf/gguf_writer.h"
+
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -11,8 +13,8 @@
 #include <random>
 #include <thread>
 
-#include "gguf/gguf_writer.h"
 #include "gguf_corpus.h"
+#include "scratch_dir.h"
 
 namespace magnetar::gguf {
 namespace {
@@ -20,11 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using quant::GgmlType;
 
-fs::path scratch_dir() {
-  fs::path dir = fs::path(MAGNETAR_TEST_TMP) / "gguf_writer";
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir() { return testing::scratch_dir("gguf_writer"); }
 
 std::vector<uint8_t> read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -49,7 +47,7 @@ GgufMetadata small_metadata() {
   m.set("t.f64", GgufValue::f64(-2.25));
   m.set("t.strings", GgufValue::string_array({"a", "", "\xC4\xA0t"}));
   m.set("t.nested", GgufValue::nested_array(GgufType::kArray, {GgufValue::u32_array({7, 8}),
-                                                                GgufValue::i32_array({-9})}));
+                                                               GgufValue::i32_array({-9})}));
   return m;
 }
 

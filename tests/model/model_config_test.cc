@@ -1,8 +1,9 @@
 // ModelConfig: metadata round trips, ds4's key types, derived sizes and precise errors. Expected
 // numbers come from shared/spec (model.md §1, gguf.md §2.2), not from the code under test.
+#include "model/model_config.h"
+
 #include <gtest/gtest.h>
 
-#include "model/model_config.h"
 #include "model/model_presets.h"
 
 namespace magnetar::model {
@@ -92,7 +93,8 @@ TEST(ModelConfig, AcceptsOtherConvertersTypes) {
   m.set("deepseek4.block_count", GgufValue::i32(43));
   m.set("deepseek4.rope.scaling.original_context_length", GgufValue::u64(65536));
   m.set("deepseek4.rope.freq_base", GgufValue::f64(10000.0));
-  m.set("deepseek4.attention.compress_ratios", GgufValue::u32_array(flash_config().compress_ratios));
+  m.set("deepseek4.attention.compress_ratios",
+        GgufValue::u32_array(flash_config().compress_ratios));
   m.set("deepseek4.expert_group_count", GgufValue::u32(0));
   EXPECT_EQ(ModelConfig::from_metadata(m), flash_config());
 }

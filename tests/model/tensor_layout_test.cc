@@ -1,11 +1,12 @@
 // The V4 tensor inventory and the layout check. Counts come from gguf.md §3.
+#include "model/tensor_layout.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 
 #include "model/model_presets.h"
-#include "model/tensor_layout.h"
 
 namespace magnetar::model {
 namespace {
@@ -34,7 +35,8 @@ int count_prefix(const std::vector<ExpectedTensor>& v, const std::string& prefix
 
 TEST(TensorLayout, FlashInventoryMatchesDs4) {
   std::vector<ExpectedTensor> t = model_tensors(flash_config(), false);
-  int required = static_cast<int>(std::count_if(t.begin(), t.end(), [](auto& e) { return !e.optional; }));
+  int required =
+      static_cast<int>(std::count_if(t.begin(), t.end(), [](auto& e) { return !e.optional; }));
   EXPECT_EQ(required, 1328);
   EXPECT_EQ(count_prefix(t, "blk.0."), 24);
   EXPECT_EQ(count_prefix(t, "blk.1."), 24);
@@ -65,7 +67,8 @@ TEST(TensorLayout, Ds4DirectoriesPass) {
     for (bool mtp : {false, true}) {
       ModelConfig c = *config_by_name(name);
       LayoutReport r = check_layout(c, directory(c, mtp));
-      EXPECT_TRUE(r.ok()) << name << (r.ok() ? "" : ": " + r.issues[0].tensor + " " + r.issues[0].detail);
+      EXPECT_TRUE(r.ok()) << name
+                          << (r.ok() ? "" : ": " + r.issues[0].tensor + " " + r.issues[0].detail);
       EXPECT_TRUE(r.ds4_types);
       EXPECT_EQ(r.has_mtp, mtp);
     }
@@ -84,7 +87,8 @@ TEST(TensorLayout, ReportsEveryKindOfProblem) {
     return *std::find_if(d.begin(), d.end(), [&](auto& t) { return t.name == name; });
   };
   LayoutReport r = with([&](auto& d) {
-    d.erase(std::find_if(d.begin(), d.end(), [](auto& t) { return t.name == "blk.1.attn_kv.weight"; }));
+    d.erase(
+        std::find_if(d.begin(), d.end(), [](auto& t) { return t.name == "blk.1.attn_kv.weight"; }));
   });
   ASSERT_EQ(r.issues.size(), 1u);
   EXPECT_EQ(r.issues[0].kind, LayoutIssue::Kind::kMissing);
@@ -116,7 +120,8 @@ TEST(TensorLayout, ReportsEveryKindOfProblem) {
   EXPECT_EQ(r.issues[0].kind, LayoutIssue::Kind::kPairing);
 
   r = with([&](auto& d) {
-    d.erase(std::find_if(d.begin(), d.end(), [](auto& t) { return t.name == "mtp.0.e_proj.weight"; }));
+    d.erase(
+        std::find_if(d.begin(), d.end(), [](auto& t) { return t.name == "mtp.0.e_proj.weight"; }));
   });
   ASSERT_EQ(r.issues.size(), 1u);
   EXPECT_FALSE(r.has_mtp);

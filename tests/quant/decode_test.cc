@@ -31,7 +31,8 @@ std::vector<float> decode(GgmlType type, const void* src, int64_t n) {
 TEST(Decode, F32IsACopy) {
   const std::vector<float> x = {1.5f, -0.0f, 3e-40f, -7e30f};
   const std::vector<float> y = decode(GgmlType::kF32, x.data(), 4);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(x[i]));
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(x[i]));
 }
 
 TEST(Decode, F16AndBf16) {
@@ -76,7 +77,8 @@ TEST(Decode, Q2_K) {
   block.d = kF16ThreeQuarters;
   block.dmin = kF16Sixteenth;
   int code[256];
-  for (int s = 0; s < 16; ++s) block.scales[s] = static_cast<uint8_t>((s * 5 + 1) % 16 | (15 - s) << 4);
+  for (int s = 0; s < 16; ++s)
+    block.scales[s] = static_cast<uint8_t>((s * 5 + 1) % 16 | (15 - s) << 4);
   for (int e = 0; e < 256; ++e) {
     code[e] = (e * 7 + e / 16) % 4;
     // Element e = 128h + 32j + l is bits 2j..2j+1 of qs[32h + l].

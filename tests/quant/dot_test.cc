@@ -84,16 +84,16 @@ TEST_P(DotTest, MatchesFloat64OfDecodedRows) {
   for (int64_t n : {int64_t{256}, int64_t{4096}, int64_t{7168}}) {
     for (uint32_t seed = 1; seed <= 5; ++seed) {
       const Row row = make_row(weight, n, seed);
-      const float portable = vec_dot_isa(CpuIsa::kPortable, weight, n, row.weights.data(),
-                                         row.activations.data());
+      const float portable =
+          vec_dot_isa(CpuIsa::kPortable, weight, n, row.weights.data(), row.activations.data());
       EXPECT_NEAR(portable, row.exact, row.tolerance) << n << " " << seed;
       EXPECT_NEAR(vec_dot(weight, n, row.weights.data(), row.activations.data()), row.exact,
                   row.tolerance);
       EXPECT_NEAR(dot_kernel(weight)(n, row.weights.data(), row.activations.data()), row.exact,
                   row.tolerance);
       if (cpu_isa_supported(CpuIsa::kAvx2)) {
-        const float avx2 = vec_dot_isa(CpuIsa::kAvx2, weight, n, row.weights.data(),
-                                       row.activations.data());
+        const float avx2 =
+            vec_dot_isa(CpuIsa::kAvx2, weight, n, row.weights.data(), row.activations.data());
         EXPECT_NEAR(avx2, row.exact, row.tolerance) << n << " " << seed;
         EXPECT_NEAR(avx2, portable, row.tolerance) << n << " " << seed;
       }

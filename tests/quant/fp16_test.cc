@@ -75,18 +75,28 @@ uint16_t nearest_f16_by_search(float f) {
 
 TEST(Fp16, EncodesToNearestEven) {
   std::vector<float> cases = {
-      0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65519.0f, 65520.0f, -65520.0f, 1e6f,
-      1.0f + 0x1p-11f,              // halfway between 1 and 1 + 2^-10: ties to even (1)
-      1.0f + 3 * 0x1p-11f,          // halfway between 1 + 2^-10 and 1 + 2^-9: ties to even (up)
-      1.0f + 0x1p-11f + 0x1p-20f,   // just above the tie: rounds up
-      0x1p-14f,                     // smallest normal
-      0x1p-14f - 0x1p-25f,          // rounds up into the smallest normal
-      0x1p-24f,                     // smallest subnormal
-      0x1p-25f,                     // half of it: ties to even (zero)
-      0x1p-25f + 0x1p-40f,          // just above half: smallest subnormal
-      3 * 0x1p-25f,                 // 1.5 subnormal units: ties to even (2 units)
-      5 * 0x1p-25f,                 // 2.5 units: ties to even (2 units)
-      0x1p-30f, 1e-10f, std::numeric_limits<float>::denorm_min(),
+      0.0f,
+      -0.0f,
+      1.0f,
+      -2.5f,
+      65504.0f,
+      65519.0f,
+      65520.0f,
+      -65520.0f,
+      1e6f,
+      1.0f + 0x1p-11f,             // halfway between 1 and 1 + 2^-10: ties to even (1)
+      1.0f + 3 * 0x1p-11f,         // halfway between 1 + 2^-10 and 1 + 2^-9: ties to even (up)
+      1.0f + 0x1p-11f + 0x1p-20f,  // just above the tie: rounds up
+      0x1p-14f,                    // smallest normal
+      0x1p-14f - 0x1p-25f,         // rounds up into the smallest normal
+      0x1p-24f,                    // smallest subnormal
+      0x1p-25f,                    // half of it: ties to even (zero)
+      0x1p-25f + 0x1p-40f,         // just above half: smallest subnormal
+      3 * 0x1p-25f,                // 1.5 subnormal units: ties to even (2 units)
+      5 * 0x1p-25f,                // 2.5 units: ties to even (2 units)
+      0x1p-30f,
+      1e-10f,
+      std::numeric_limits<float>::denorm_min(),
   };
   std::mt19937 rng(7);
   std::uniform_int_distribution<uint32_t> bits(0, 0x7f7fffff);
@@ -138,10 +148,10 @@ TEST(Bf16, EveryPatternRoundTrips) {
 
 TEST(Bf16, RoundsToNearestEven) {
   // bf16 keeps 8 significant bits: around 1.0 the step is 2^-7.
-  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);              // tie, 1.0 is even
-  EXPECT_EQ(f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);          // tie, rounds up to even
-  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);   // above the tie
-  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f - 0x1p-20f), 0x3f80);   // below the tie
+  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);             // tie, 1.0 is even
+  EXPECT_EQ(f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);         // tie, rounds up to even
+  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);  // above the tie
+  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f - 0x1p-20f), 0x3f80);  // below the tie
   EXPECT_EQ(f32_to_bf16(-1.0f - 0x1p-8f - 0x1p-20f), 0xbf81);
   EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7f80);  // rounds to +inf
   // Independent check on random values: the result is one of the two neighbours, the closer one.

@@ -113,5 +113,14 @@ TEST_F(Iq2xxsTables, SignsHaveEvenParity) {
   }
 }
 
+TEST_F(Iq2xxsTables, SignMasksSpreadTheSignBits) {
+  for (int s = 0; s < 128; ++s) {
+    for (int i = 0; i < 8; ++i) {
+      const uint64_t byte = (kIq2xsSignMasks.mask[s] >> (8 * i)) & 0xff;
+      EXPECT_EQ(byte, (kIq2xsSigns[s] >> i) & 1 ? 0xffu : 0u) << s << " " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace magnetar::quant

@@ -32,8 +32,10 @@ std::vector<uint8_t> le_u32(uint32_t v) { return le(v); }
 std::vector<uint8_t> le_u64(uint64_t v) { return le(v); }
 std::vector<uint8_t> le_f32(float v) { return le(v); }
 std::vector<uint8_t> le_string(const std::string& s) {
-  std::vector<uint8_t> b = le<uint64_t>(s.size());
-  b.insert(b.end(), s.begin(), s.end());
+  std::vector<uint8_t> b(8 + s.size());
+  uint64_t n = s.size();
+  std::memcpy(b.data(), &n, 8);
+  if (n != 0) std::memcpy(b.data() + 8, s.data(), n);
   return b;
 }
 std::vector<uint8_t> concat(std::initializer_list<std::vector<uint8_t>> parts) {
@@ -117,7 +119,8 @@ std::vector<CorruptCase> corrupt_cases(bool all_truncations) {
   add("string-length-overflow", img, "exceeds");
   img = with_kv(base, {"t.badtype", 13, le<uint32_t>(0)});
   add("unknown-value-type", img, "unknown value type 13");
-  img = with_kv(base, {"t.hugearray", kArray, concat({le<uint32_t>(kU64), le<uint64_t>(1ull << 61)})});
+  img = with_kv(base,
+                {"t.hugearray", kArray, concat({le<uint32_t>(kU64), le<uint64_t>(1ull << 61)})});
   add("huge-array", img, "array length");
   {
     std::vector<uint8_t> v;

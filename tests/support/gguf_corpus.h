@@ -33,8 +33,8 @@ struct RawImage {
   uint32_t version = 3;
   std::vector<RawKv> kvs;
   std::vector<RawTensor> tensors;
-  uint64_t alignment = 32;   // padding used after the tensor infos
-  uint64_t data_bytes = 0;   // bytes of data section after padding (filled with a pattern)
+  uint64_t alignment = 32;  // padding used after the tensor infos
+  uint64_t data_bytes = 0;  // bytes of data section after padding (filled with a pattern)
   // When set, these override the counts written in the header.
   std::optional<uint64_t> tensor_count, kv_count;
 

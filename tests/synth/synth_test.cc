@@ -11,6 +11,7 @@
 #include "model/model_check.h"
 #include "model/model_presets.h"
 #include "quant/quant.h"
+#include "scratch_dir.h"
 #include "synth/synth_writer.h"
 #include "synth/weight_init.h"
 
@@ -25,11 +26,7 @@ const TokenizerVocab& vocab() {
   return v;
 }
 
-fs::path scratch(const std::string& name) {
-  fs::path dir = fs::path(MAGNETAR_TEST_TMP) / "synth";
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_dir("synth") / name; }
 
 struct Totals {
   std::map<GgmlType, std::pair<int, uint64_t>> by_type;
@@ -127,9 +124,9 @@ TEST_F(TinyModels, AreValidV4Models) {
   EXPECT_TRUE(check.layout.ds4_types) << "the quantized tiny model uses ds4's type mix";
   std::set<GgmlType> types;
   for (const auto& t : q2.tensors()) types.insert(t.type);
-  EXPECT_EQ(types, (std::set<GgmlType>{GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0,
-                                       GgmlType::kI32, GgmlType::kIQ2_XXS, GgmlType::kQ2_K,
-                                       GgmlType::kQ4_K}));
+  EXPECT_EQ(types,
+            (std::set<GgmlType>{GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kI32,
+                                GgmlType::kIQ2_XXS, GgmlType::kQ2_K, GgmlType::kQ4_K}));
   gguf::GgufFile f32 = gguf::GgufFile::open(scratch("tiny-f32.gguf"));
   model::ModelCheck check32 = model::check_model_file(f32);
   EXPECT_TRUE(check32.ok());
@@ -145,9 +142,9 @@ TEST_F(TinyModels, AreValidV4Models) {
 TEST_F(TinyModels, QuantizedModelAgreesWithItsFloatTwin) {
   gguf::GgufFile q2 = gguf::GgufFile::open(scratch("tiny-q2.gguf"));
   gguf::GgufFile f32 = gguf::GgufFile::open(scratch("tiny-f32.gguf"));
-  const std::map<GgmlType, double> bound = {
-      {GgmlType::kF32, 0.0},  {GgmlType::kF16, 3e-4},  {GgmlType::kQ8_0, 0.008},
-      {GgmlType::kQ4_K, 0.1}, {GgmlType::kQ2_K, 0.4}, {GgmlType::kIQ2_XXS, 0.45}};
+  const std::map<GgmlType, double> bound = {{GgmlType::kF32, 0.0},    {GgmlType::kF16, 3e-4},
+                                            {GgmlType::kQ8_0, 0.008}, {GgmlType::kQ4_K, 0.1},
+                                            {GgmlType::kQ2_K, 0.4},   {GgmlType::kIQ2_XXS, 0.45}};
   std::map<GgmlType, double> worst;
   for (const gguf::TensorInfo& t : q2.tensors()) {
     if (t.type == GgmlType::kI32) {
@@ -227,8 +224,9 @@ TEST(Synth, RandomCodesHaveTheIntendedSpread) {
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ2_K, GgmlType::kQ4_K, GgmlType::kIQ2_XXS}) {
     SCOPED_TRACE(std::string(quant::type_name(type)));
     model::ExpectedTensor tensor{"blk.0.attn_q_a.weight", {1024, 64}, model::WeightClass::kDense};
-    ChunkRequest r{&tensor, type, {Distribution::Kind::kNormal, 0.0f, 0.03f},
-                   Encoding::kRandomCodes, 9, {0, 0, 64, 0}};
+    ChunkRequest r{
+        &tensor, type,         {Distribution::Kind::kNormal, 0.0f, 0.03f}, Encoding::kRandomCodes,
+        9,       {0, 0, 64, 0}};
     std::vector<uint8_t> bytes;
     std::vector<float> scratch;
     generate_chunk(r, bytes, scratch);
