@@ -23,7 +23,8 @@ struct SynthCliOptions {
   uint64_t seed = 42;
   unsigned threads = 0;
   bool dry_run = false;
-  std::optional<bool> mtp;
+  bool mtp = false;     // --mtp: force the MTP block in
+  bool no_mtp = false;  // --no-mtp: leave it out
   // Dimension overrides: each maps to one ModelConfig field.
   std::optional<uint32_t> layers, embd, vocab, ctx, heads, head_dim, rope_dim, q_lora, o_lora,
       o_groups, window, idx_heads, idx_dim, idx_top_k, experts, experts_used, expert_ffn,
@@ -92,10 +93,12 @@ synth::SynthPreset resolve_preset(const SynthCliOptions& o) {
   }
   set(o.hash_layers, c.n_hash_layers);
   if (!o.compress_ratios.empty()) c.compress_ratios = parse_ratios(o.compress_ratios);
+  if (o.mtp && o.no_mtp) throw std::invalid_argument("--mtp and --no-mtp contradict each other");
   if (o.mtp) {
-    p.with_mtp = *o.mtp;
-    if (p.with_mtp && c.n_mtp == 0) c.n_mtp = 1;
+    p.with_mtp = true;
+    if (c.n_mtp == 0) c.n_mtp = 1;
   }
+  if (o.no_mtp) p.with_mtp = false;
   if (!o.types.empty()) {
     std::optional<synth::QuantMix> mix = synth::quant_mix_from_name(o.types);
     if (!mix) throw std::invalid_argument("--types must be q2, q4 or f32, not '" + o.types + "'");
@@ -169,7 +172,8 @@ Command add_synth_command(CLI::App& root) {
   app->add_option("--seed", o->seed, "Random seed (same seed, same bytes)")->capture_default_str();
   app->add_option("--threads", o->threads, "Writer threads (default: all cores)");
   app->add_flag("--dry-run", o->dry_run, "Print the tensor inventory and sizes, write nothing");
-  app->add_flag("--mtp,!--no-mtp", o->mtp, "Include / omit the MTP block (mtp.0.*)");
+  app->add_flag("--mtp", o->mtp, "Include the MTP block (mtp.0.*; default for tiny only)");
+  app->add_flag("--no-mtp", o->no_mtp, "Omit the MTP block");
   app->add_option("--tokenizer", o->tokenizer_dir,
                   "Directory with tokenizer.json and v4_added_tokens.json");
   app->add_option("--compress-ratios", o->compress_ratios,

@@ -19,6 +19,7 @@ struct Command {
 
 Command add_inspect_command(CLI::App& root);
 Command add_synth_command(CLI::App& root);
+Command add_logits_command(CLI::App& root);
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitInvalid = 1;

@@ -88,6 +88,7 @@ TEST_F(Cli, InspectJson) {
   EXPECT_EQ(j["tokenizer"]["special"]["dsml"], 128825);
   EXPECT_EQ(j["tensors"].size(), j["total_tensors"].get<size_t>());
   EXPECT_TRUE(j["problems"].empty());
+  EXPECT_EQ(j["has_mtp"], true) << "the tiny preset carries the MTP block";
 }
 
 TEST(CliDryRun, ReportsThePublishedSizes) {
