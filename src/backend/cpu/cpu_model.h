@@ -61,7 +61,8 @@ class CpuModel {
   SequenceState new_sequence(bool with_mtp) const;
 
   // Advances every item by its tokens. Items are independent sequences and may differ in length
-  // and position. Throws std::invalid_argument for an out-of-range token id.
+  // and position. Throws std::invalid_argument for an out-of-range token id. One call at a time:
+  // the model's thread pool serves one forward pass.
   void forward(std::span<ForwardItem> items);
 
  private:
