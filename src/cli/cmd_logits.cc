@@ -132,8 +132,9 @@ Command add_logits_command(CLI::App& root) {
   app->add_option("-m,--model", o->model, "GGUF model")->required();
   app->add_option("--tokens", o->tokens, "Token ids, comma separated");
   app->add_option("--tokens-file", o->tokens_file, "File of token ids (comma or space separated)");
-  app->add_option("-o,--output", o->output, "Output .npy: [positions, vocab] float32, or "
-                                            "[2, positions, vocab] with --mtp (main, MTP draft)")
+  app->add_option("-o,--output", o->output,
+                  "Output .npy: [positions, vocab] float32, or "
+                  "[2, positions, vocab] with --mtp (main, MTP draft)")
       ->required();
   app->add_option("--chunk", o->chunk, "Prefill chunk size (default: the whole sequence)");
   app->add_flag("--all-positions", o->all_positions, "Logits of every position, not the last");

@@ -80,7 +80,8 @@ BlockWeights bind_block(const Binder& b, const std::string& p, uint32_t ratio) {
   w.out_b = b.matrix(p + "attn_output_b.weight");
   w.gate_inp = b.matrix(p + "ffn_gate_inp.weight");
   if (b.has(p + "ffn_gate_tid2eid.weight")) {
-    w.token_experts = reinterpret_cast<const int32_t*>(b.matrix(p + "ffn_gate_tid2eid.weight").data);
+    w.token_experts =
+        reinterpret_cast<const int32_t*>(b.matrix(p + "ffn_gate_tid2eid.weight").data);
   } else {
     w.expert_bias = b.vector(p + "exp_probs_b.bias");
   }
@@ -92,9 +93,9 @@ BlockWeights bind_block(const Binder& b, const std::string& p, uint32_t ratio) {
   w.down_shexp = b.matrix(p + "ffn_down_shexp.weight");
   if (ratio != 0) w.compressor = bind_compressor(b, p + "attn_compressor");
   if (ratio == 4) {
-    w.indexer = IndexerWeights{b.matrix(p + "indexer.attn_q_b.weight"),
-                               b.matrix(p + "indexer.proj.weight"),
-                               bind_compressor(b, p + "indexer_compressor")};
+    w.indexer =
+        IndexerWeights{b.matrix(p + "indexer.attn_q_b.weight"), b.matrix(p + "indexer.proj.weight"),
+                       bind_compressor(b, p + "indexer_compressor")};
   }
   return w;
 }
@@ -154,9 +155,8 @@ ModelWeights bind_weights(const gguf::GgufFile& file, const ModelConfig& config)
     m.hc_head_base = b.vector(p + "hc_head_base.weight");
     m.hc_head_fn = b.matrix(p + "hc_head_fn.weight");
     m.hc_head_scale = b.vector(p + "hc_head_scale.weight");
-    uint32_t ratio = config.compress_ratios.size() > config.n_layer
-                         ? config.compress_ratios[config.n_layer]
-                         : 0;
+    uint32_t ratio =
+        config.compress_ratios.size() > config.n_layer ? config.compress_ratios[config.n_layer] : 0;
     m.block = bind_block(b, p, ratio);
     w.mtp = std::move(m);
   }

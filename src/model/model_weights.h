@@ -34,12 +34,12 @@ struct WeightMatrix {
 };
 
 struct CompressorWeights {
-  std::vector<float> ape;  // [ratio][width]: score bias by position within the block
-  WeightMatrix kv;         // [width, D]
-  WeightMatrix gate;       // [width, D]
-  std::vector<float> norm; // [head width]
+  std::vector<float> ape;   // [ratio][width]: score bias by position within the block
+  WeightMatrix kv;          // [width, D]
+  WeightMatrix gate;        // [width, D]
+  std::vector<float> norm;  // [head width]
   uint32_t ratio = 0;
-  uint32_t width = 0;      // coff · head width
+  uint32_t width = 0;  // coff · head width
 };
 
 struct IndexerWeights {
@@ -59,9 +59,9 @@ struct BlockWeights {
   std::vector<float> attn_norm, ffn_norm;
   WeightMatrix q_a, q_b, kv, out_a, out_b;
   std::vector<float> q_a_norm, kv_norm, sinks;
-  WeightMatrix gate_inp;                    // router [E, D]
-  std::vector<float> expert_bias;           // [E], empty in hash layers
-  const int32_t* token_experts = nullptr;   // hash layers: [vocab][n_expert_used]
+  WeightMatrix gate_inp;                   // router [E, D]
+  std::vector<float> expert_bias;          // [E], empty in hash layers
+  const int32_t* token_experts = nullptr;  // hash layers: [vocab][n_expert_used]
   WeightMatrix gate_exps, up_exps, down_exps;
   WeightMatrix gate_shexp, up_shexp, down_shexp;
   std::optional<CompressorWeights> compressor;  // ratio != 0

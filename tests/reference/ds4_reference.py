@@ -784,12 +784,14 @@ class Model:
     def embedding(self, token):
         return self.embed[token].astype(self.dtype)
 
-    def forward(self, tokens, mtp=False):
+    def forward(self, tokens, mtp=False, mtp_last_token=None):
         """Returns (logits [T, V], mtp_logits [T, V] or None, counters dict).
 
         MTP (§9.2, V3 convention): position i uses Hs = final HC state at i, token
-        tokens[i+1] (argmax of the main logits at T-1 for the last position), RoPE position i;
-        the MTP block runs over every position in order so its window ring is filled.
+        tokens[i+1], RoPE position i; the MTP block runs over every position in order so its
+        window ring is filled. The last position's token is `mtp_last_token` if given, else the
+        argmax of the main logits at T-1 (a test passes the engine's own argmax there, so that
+        a near-tie decided differently by rounding does not change the compared draft).
         """
         cfg = self.cfg
         tokens = [int(tok) for tok in tokens]
@@ -813,7 +815,12 @@ class Model:
         if mtp:
             mtp_normed = np.empty_like(normed)
             for i in range(T):
-                nxt = tokens[i + 1] if i + 1 < T else int(np.argmax(logits[T - 1]))
+                if i + 1 < T:
+                    nxt = tokens[i + 1]
+                elif mtp_last_token is not None:
+                    nxt = int(mtp_last_token)
+                else:
+                    nxt = int(np.argmax(logits[T - 1]))
                 mtp_normed[i] = mtp_model.forward(finals[i], self.embedding(nxt), i, nxt)
             mtp_logits = self.lm_head(mtp_normed)
 

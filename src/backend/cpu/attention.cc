@@ -22,10 +22,9 @@ Floats run_linear(ThreadPool& pool, const model::WeightMatrix& w, const float* x
 // the block's first position, then `finish` (the FP8 KV rounding for attention rows, the Hadamard
 // and FP4 rounding for indexer rows). Returns, per token, how many rows are visible to it.
 template <typename Finish>
-std::vector<int64_t> run_compressor(const AttentionContext& ctx,
-                                    const model::CompressorWeights& w, CompressorState& state,
-                                    int64_t first_position, const float* x, int64_t n_tokens,
-                                    Finish finish) {
+std::vector<int64_t> run_compressor(const AttentionContext& ctx, const model::CompressorWeights& w,
+                                    CompressorState& state, int64_t first_position, const float* x,
+                                    int64_t n_tokens, Finish finish) {
   const int64_t width = state.width, c = state.head_width, R = ctx.config.rope_dim;
   Floats kv = run_linear(ctx.pool, w.kv, x, n_tokens);
   Floats score = run_linear(ctx.pool, w.gate, x, n_tokens);
@@ -66,12 +65,11 @@ std::vector<std::vector<int64_t>> indexer_select(const AttentionContext& ctx, La
       if (ctx.official) fp4_simulate(qh, dim, 32);
     }
   }
-  std::vector<int64_t> visible =
-      run_compressor(ctx, w.compressor, *state.indexer, first_position, x, n_tokens,
-                     [&](float* row) {
-                       hadamard(row, dim);
-                       if (ctx.official) fp4_simulate(row, dim, 32);
-                     });
+  std::vector<int64_t> visible = run_compressor(ctx, w.compressor, *state.indexer, first_position,
+                                                x, n_tokens, [&](float* row) {
+                                                  hadamard(row, dim);
+                                                  if (ctx.official) fp4_simulate(row, dim, 32);
+                                                });
   Floats weights = run_linear(ctx.pool, w.proj, x, n_tokens);
   const float weight_scale = 1.0f / std::sqrt(static_cast<float>(dim * heads));
   std::vector<std::vector<int64_t>> selected(static_cast<size_t>(n_tokens));
@@ -155,7 +153,8 @@ void attention_chunk(const AttentionContext& ctx, LayerState& state, ForwardCoun
                              [&](float* row) {
                                if (ctx.official) fp8_simulate(row, nope, 64);
                              });
-    if (commit && ctx.layer >= 0) counters.rows_emitted[ctx.layer] += state.compressor->n_rows() - before;
+    if (commit && ctx.layer >= 0)
+      counters.rows_emitted[ctx.layer] += state.compressor->n_rows() - before;
   }
   if (ctx.ratio == 4) {
     selected = indexer_select(ctx, state, counters, commit, first_position, x, qr_quant.data(), T);
@@ -218,7 +217,8 @@ void attention_chunk(const AttentionContext& ctx, LayerState& state, ForwardCoun
   if (commit) {
     for (int64_t t = 0; t < T; ++t) {
       const int64_t pos = first_position + t;
-      std::copy(kv.begin() + t * hd, kv.begin() + (t + 1) * hd, state.window.begin() + (pos % W) * hd);
+      std::copy(kv.begin() + t * hd, kv.begin() + (t + 1) * hd,
+                state.window.begin() + (pos % W) * hd);
       if (ctx.layer == 0 && pos >= W) ++counters.window_wraps;
     }
   }

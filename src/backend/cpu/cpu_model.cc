@@ -114,8 +114,8 @@ void CpuModel::forward_item(ForwardItem& item) {
   if (T == 0) throw std::invalid_argument("forward: an item has no tokens");
   for (int32_t tok : item.tokens) {
     if (tok < 0 || tok >= static_cast<int32_t>(V)) {
-      throw std::invalid_argument("token id " + std::to_string(tok) + " is outside the vocabulary (" +
-                                  std::to_string(V) + " tokens)");
+      throw std::invalid_argument("token id " + std::to_string(tok) +
+                                  " is outside the vocabulary (" + std::to_string(V) + " tokens)");
     }
   }
   if (item.mtp_logits && !state.mtp) {
@@ -153,7 +153,8 @@ void CpuModel::forward_item(ForwardItem& item) {
   const int64_t n_commit = pending + T - 1;
   Floats hs(static_cast<size_t>(n_commit * hc * D));
   std::vector<int32_t> next(static_cast<size_t>(n_commit));
-  if (pending) std::copy(state.mtp_pending_hidden.begin(), state.mtp_pending_hidden.end(), hs.begin());
+  if (pending)
+    std::copy(state.mtp_pending_hidden.begin(), state.mtp_pending_hidden.end(), hs.begin());
   std::copy(X.begin(), X.begin() + (T - 1) * hc * D, hs.begin() + pending * hc * D);
   for (int64_t i = 0; i < n_commit; ++i) next[i] = item.tokens[i + 1 - pending];
   Floats committed(static_cast<size_t>(n_commit * V));

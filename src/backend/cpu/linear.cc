@@ -33,7 +33,8 @@ void linear(ThreadPool& pool, const model::WeightMatrix& w, const float* x, int6
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t n = begin; n < end; ++n) {
           model::decode_row(w, n, row.data());
-          for (int64_t t = 0; t < n_tokens; ++t) y[t * rows + n] = dot(row.data(), x + t * cols, cols);
+          for (int64_t t = 0; t < n_tokens; ++t)
+            y[t * rows + n] = dot(row.data(), x + t * cols, cols);
         }
       },
       /*grain=*/16);

@@ -38,8 +38,8 @@ struct LayerState {
 
 // Events the tests assert happened, not only that numbers matched.
 struct ForwardCounters {
-  int64_t window_wraps = 0;             // positions that overwrote a ring slot
-  std::vector<int64_t> rows_emitted;    // compressed rows per layer
+  int64_t window_wraps = 0;                // positions that overwrote a ring slot
+  std::vector<int64_t> rows_emitted;       // compressed rows per layer
   int64_t indexer_partial_selections = 0;  // queries whose top-k dropped available rows
 };
 

@@ -28,8 +28,7 @@ class ThreadPool {
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n), at least `grain` items each (the
   // last may be shorter). Not reentrant: fn must not call parallel_for on the same pool.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                    int64_t grain = 1);
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
 
  private:
   void worker_loop(unsigned index);

@@ -2,12 +2,13 @@
 // token-by-token processing, the state machinery really exercises ring wrap-around, compressed
 // rows and indexer top-k, and the quantized tiny model stays close to its float32 twin. The
 // numerical oracle (an independent NumPy implementation) is tests/reference/.
+#include "backend/cpu/cpu_model.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "backend/cpu/cpu_model.h"
 #include "model/model_presets.h"
 #include "scratch_dir.h"
 #include "synth/synth_writer.h"
@@ -28,6 +29,13 @@ void write_tiny(const std::string& types) {
   o.seed = 7;
   synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(synth::find_tokenizer_dir());
   synth::write_synthetic_model(o, synth::plan_synthetic_model(o, vocab), model_path(types));
+}
+
+ForwardItem make_item(SequenceState* state, std::span<const int32_t> tokens) {
+  ForwardItem item;
+  item.state = state;
+  item.tokens = tokens;
+  return item;
 }
 
 std::vector<int32_t> random_tokens(int64_t n, uint32_t seed) {
@@ -120,7 +128,7 @@ TEST_F(CpuModelTest, StateEventsHappen) {
   const int64_t T = 300;
   SequenceState state = model.new_sequence(false);
   std::vector<int32_t> tokens = random_tokens(T, 2);
-  ForwardItem item{&state, tokens};
+  ForwardItem item = make_item(&state, tokens);
   model.forward(std::span(&item, 1));
   EXPECT_EQ(state.position, T);
   // Every position past the window overwrote a ring slot.
@@ -150,10 +158,10 @@ TEST_F(CpuModelTest, BatchedDecodeEqualsDecodingAlone) {
   std::vector<std::vector<float>> alone(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     SequenceState s = model.new_sequence(true);
-    ForwardItem prefill{&s, std::span<const int32_t>(seqs[i]).first(prompt_lengths[i])};
+    ForwardItem prefill = make_item(&s, std::span<const int32_t>(seqs[i]).first(prompt_lengths[i]));
     model.forward(std::span(&prefill, 1));
     for (int64_t p = prompt_lengths[i]; p < prompt_lengths[i] + 4; ++p) {
-      ForwardItem step{&s, std::span<const int32_t>(seqs[i]).subspan(p, 1)};
+      ForwardItem step = make_item(&s, std::span<const int32_t>(seqs[i]).subspan(p, 1));
       step.mtp_logits = true;
       model.forward(std::span(&step, 1));
       alone[i].insert(alone[i].end(), step.logits.begin(), step.logits.end());
@@ -164,15 +172,16 @@ TEST_F(CpuModelTest, BatchedDecodeEqualsDecodingAlone) {
   std::vector<SequenceState> states;
   for (size_t i = 0; i < seqs.size(); ++i) {
     states.push_back(model.new_sequence(true));
-    ForwardItem prefill{&states[i], std::span<const int32_t>(seqs[i]).first(prompt_lengths[i])};
+    ForwardItem prefill =
+        make_item(&states[i], std::span<const int32_t>(seqs[i]).first(prompt_lengths[i]));
     model.forward(std::span(&prefill, 1));
   }
   std::vector<std::vector<float>> batched(seqs.size());
   for (int64_t step = 0; step < 4; ++step) {
     std::vector<ForwardItem> items;
     for (size_t i = 0; i < seqs.size(); ++i) {
-      ForwardItem it{&states[i],
-                     std::span<const int32_t>(seqs[i]).subspan(prompt_lengths[i] + step, 1)};
+      ForwardItem it = make_item(
+          &states[i], std::span<const int32_t>(seqs[i]).subspan(prompt_lengths[i] + step, 1));
       it.mtp_logits = true;
       items.push_back(it);
     }
@@ -191,13 +200,13 @@ TEST_F(CpuModelTest, SnapshotRestoreContinues) {
   CpuModel model(*f32_, {});
   std::vector<int32_t> tokens = random_tokens(60, 3);
   SequenceState s = model.new_sequence(true);
-  ForwardItem a{&s, std::span<const int32_t>(tokens).first(40)};
+  ForwardItem a = make_item(&s, std::span<const int32_t>(tokens).first(40));
   model.forward(std::span(&a, 1));
   SequenceState snapshot = s;
-  ForwardItem b{&s, std::span<const int32_t>(tokens).subspan(40)};
+  ForwardItem b = make_item(&s, std::span<const int32_t>(tokens).subspan(40));
   model.forward(std::span(&b, 1));
   s = snapshot;
-  ForwardItem again{&s, std::span<const int32_t>(tokens).subspan(40)};
+  ForwardItem again = make_item(&s, std::span<const int32_t>(tokens).subspan(40));
   model.forward(std::span(&again, 1));
   EXPECT_EQ(again.logits, b.logits);
 }
@@ -241,9 +250,8 @@ TEST_F(CpuModelTest, QuantizedModelsTrackTheirFloatTwin) {
   std::vector<float> ref = run(f32, tokens, 40, false).first;
   Agreement g2 = agreement(ref, run(q2, tokens, 40, false).first, V);
   Agreement g4 = agreement(ref, run(q4, tokens, 40, false).first, V);
-  std::printf("  q2: mean %.3f max %.3f corr %.3f; q4: mean %.3f max %.3f corr %.3f\n",
-              g2.mean_rms, g2.max_rms, g2.min_correlation, g4.mean_rms, g4.max_rms,
-              g4.min_correlation);
+  std::printf("  q2: mean %.3f max %.3f corr %.3f; q4: mean %.3f max %.3f corr %.3f\n", g2.mean_rms,
+              g2.max_rms, g2.min_correlation, g4.mean_rms, g4.max_rms, g4.min_correlation);
   EXPECT_LE(g4.mean_rms, 0.13);
   EXPECT_LE(g4.max_rms, 0.30);
   EXPECT_GE(g4.min_correlation, 0.95);
@@ -257,10 +265,10 @@ TEST_F(CpuModelTest, RejectsBadInputs) {
   CpuModel model(*f32_, {});
   SequenceState s = model.new_sequence(false);
   std::vector<int32_t> bad = {1, 129280};
-  ForwardItem item{&s, bad};
+  ForwardItem item = make_item(&s, bad);
   EXPECT_THROW(model.forward(std::span(&item, 1)), std::invalid_argument);
   std::vector<int32_t> ok = {1};
-  ForwardItem mtp{&s, ok};
+  ForwardItem mtp = make_item(&s, ok);
   mtp.mtp_logits = true;
   EXPECT_THROW(model.forward(std::span(&mtp, 1)), std::invalid_argument) << "no MTP state";
 }
