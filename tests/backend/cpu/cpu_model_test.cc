@@ -6,9 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "gguf/gguf_writer.h"
 #include "model/model_presets.h"
 #include "scratch_dir.h"
 #include "synth/synth_writer.h"
@@ -271,6 +273,39 @@ TEST_F(CpuModelTest, RejectsBadInputs) {
   ForwardItem mtp = make_item(&s, ok);
   mtp.mtp_logits = true;
   EXPECT_THROW(model.forward(std::span(&mtp, 1)), std::invalid_argument) << "no MTP state";
+}
+
+// Weight binding refuses a file whose tensors do not match its hyperparameters, naming the tensor.
+TEST(CpuModelBinding, NamesTheBadTensor) {
+  synth::SynthOptions o;
+  o.preset = *synth::preset_by_name("tiny");
+  o.preset.mix = synth::QuantMix::kF32;
+  synth::SynthPlan plan =
+      synth::plan_synthetic_model(o, synth::load_deepseek_v4_vocab(synth::find_tokenizer_dir()));
+  // blk.1.attn_kv.weight declared one row short.
+  auto it = std::find_if(plan.specs.begin(), plan.specs.end(), [](const gguf::TensorSpec& t) {
+    return t.name == "blk.1.attn_kv.weight";
+  });
+  ASSERT_NE(it, plan.specs.end());
+  it->ne[1] -= 1;
+  fs::path path = testing::scratch_dir("cpu_model") / "bad-shape.gguf";
+  {
+    gguf::GgufWriter w(path, plan.metadata, plan.specs);
+    for (size_t i = 0; i < w.tensors().size(); ++i) {
+      w.write(i, 0, std::vector<uint8_t>(w.tensors()[i].size, 0));
+    }
+    w.commit();
+  }
+  gguf::GgufFile file = gguf::GgufFile::open(path);
+  try {
+    CpuModel model(file, {});
+    ADD_FAILURE() << "bound a mis-shaped model";
+  } catch (const model::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("shape blk.1.attn_kv.weight (shape [256, 127], expected "
+                                         "[256, 128])"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
