@@ -2,30 +2,13 @@
 
 #include <unordered_map>
 
+#include "model/special_tokens.h"
+
 namespace magnetar::model {
 namespace {
 
 using gguf::GgufType;
 using gguf::GgufValue;
-
-// Exact strings (gguf.md §2.3); ｜ is U+FF5C and ▁ is U+2581.
-const std::vector<std::pair<const char*, const char*>> kSpecials = {
-    {"bos",
-     "<\xEF\xBD\x9C"
-     "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"},
-    {"eos",
-     "<\xEF\xBD\x9C"
-     "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"},
-    {"user", "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"},
-    {"assistant",
-     "<\xEF\xBD\x9C"
-     "Assistant\xEF\xBD\x9C>"},
-    {"think", "<think>"},
-    {"think_end", "</think>"},
-    {"dsml",
-     "\xEF\xBD\x9C"
-     "DSML\xEF\xBD\x9C"},
-};
 
 void check_tokenizer(const gguf::GgufFile& file, ModelCheck& check) {
   const gguf::GgufMetadata& m = file.metadata();
@@ -64,11 +47,14 @@ void check_tokenizer(const gguf::GgufFile& file, ModelCheck& check) {
   }
   std::unordered_map<std::string_view, int64_t> ids;
   for (size_t i = 0; i < strings.size(); ++i) ids.emplace(strings[i], static_cast<int64_t>(i));
-  for (const auto& [role, text] : kSpecials) {
-    auto it = ids.find(text);
+  for (const SpecialTokenName& special : kRequiredSpecialTokens) {
+    auto it = ids.find(special.text);
     int64_t id = it == ids.end() ? -1 : it->second;
-    s.specials.push_back({role, text, id});
-    if (id < 0) issues.push_back(std::string("special token ") + role + " (" + text + ") missing");
+    s.specials.push_back({std::string(special.role), std::string(special.text), id});
+    if (id < 0) {
+      issues.push_back("special token " + std::string(special.role) + " (" +
+                       std::string(special.text) + ") missing");
+    }
   }
 }
 

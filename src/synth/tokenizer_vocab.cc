@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "model/special_tokens.h"
+
 namespace magnetar::synth {
 namespace {
 
@@ -24,17 +26,6 @@ constexpr std::string_view kTokenizerFile = "tokenizer.json";
 constexpr std::string_view kOverlayFile = "v4_added_tokens.json";
 constexpr std::string_view kConfigFile = "tokenizer_config.json";
 constexpr std::string_view kTokenizerDirName = "deepseek-v4-tokenizer";
-
-// ds4's vocab_load finds these by exact string and refuses to load a vocabulary without them.
-constexpr std::array<std::string_view, 7> kRequiredTokens = {
-    "<｜begin▁of▁sentence｜>",
-    "<｜end▁of▁sentence｜>",
-    "<｜User｜>",
-    "<｜Assistant｜>",
-    "<think>",
-    "</think>",
-    "｜DSML｜",
-};
 
 [[noreturn]] void fail(const fs::path& file, std::string_view what) {
   throw std::runtime_error(fmt::format("{}: {}", file.string(), what));
@@ -514,7 +505,8 @@ TokenizerVocab load_deepseek_v4_vocab(const fs::path& tokenizer_dir, uint32_t vo
   std::move(builder).finish(tokenizer_dir, vocab);
 
   const TokenIndex index = index_tokens(tokenizer_dir, vocab.tokens);
-  for (std::string_view required : kRequiredTokens) {
+  for (const model::SpecialTokenName& special : model::kRequiredSpecialTokens) {
+    std::string_view required = special.text;
     if (!index.contains(required)) {
       fail(tokenizer_dir, fmt::format("required token '{}' is missing (ds4 refuses to load a "
                                       "vocabulary without it)",
