@@ -18,7 +18,8 @@ void write_npy(const std::filesystem::path& path, std::span<const float> data,
     throw std::runtime_error("write_npy: shape does not match " + std::to_string(data.size()) +
                              " values");
   }
-  if (shape.size() > 1) dims.resize(dims.size() - 1);  // "(3, 4)" but "(3,)" for one dimension
+  // "(3, 4)", but "(3,)" for one dimension: Python's tuple syntax.
+  dims.resize(dims.size() - (shape.size() > 1 ? 2 : 1));
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64 bytes.
   size_t total = 10 + header.size() + 1;

@@ -91,6 +91,28 @@ TEST_F(Cli, InspectJson) {
   EXPECT_EQ(j["has_mtp"], true) << "the tiny preset carries the MTP block";
 }
 
+// `logits` writes a NumPy file whose header names the shape; bad token ids are one-line errors.
+TEST_F(Cli, LogitsWritesNpy) {
+  fs::path out = scratch("logits.npy");
+  RunResult r = run({"logits", "-m", tiny().string(), "--tokens", "1,2,3", "--all-positions",
+                     "--mtp", "-o", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string npy = slurp(out);
+  ASSERT_GT(npy.size(), 128u);
+  EXPECT_EQ(npy.substr(0, 6), "\x93NUMPY");
+  EXPECT_NE(npy.find("'shape': (2, 3, 129280)"), std::string::npos);
+  uint16_t header_len = static_cast<uint8_t>(npy[8]) | static_cast<uint8_t>(npy[9]) << 8;
+  EXPECT_EQ((10 + header_len) % 64, 0);
+  EXPECT_EQ(npy.size(), 10 + header_len + 2 * 3 * 129280 * sizeof(float));
+  r = run({"logits", "-m", tiny().string(), "--tokens", "1,999999", "-o", out.string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("outside the vocabulary"), std::string::npos) << r.err;
+  r = run({"logits", "-m", tiny().string(), "--tokens", "1,x", "-o", out.string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("'x' is not a token id"), std::string::npos) << r.err;
+}
+
 TEST(CliDryRun, ReportsThePublishedSizes) {
   RunResult q2 = run({"synth", "--preset", "v4-flash-q2", "--dry-run"});
   ASSERT_EQ(q2.code, 0) << q2.err;
