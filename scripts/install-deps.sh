@@ -12,6 +12,10 @@ packages=(
   python3-numpy python3-pytest       # test oracles
 )
 
+# Node.js runs the tokenizer's Hugging Face oracle (tests/tokenizer/oracle). Many machines have it
+# from another source (NodeSource bundles npm), so Debian's packages are only asked for without it.
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

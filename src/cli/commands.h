@@ -20,6 +20,9 @@ struct Command {
 Command add_inspect_command(CLI::App& root);
 Command add_synth_command(CLI::App& root);
 Command add_logits_command(CLI::App& root);
+Command add_tokenize_command(CLI::App& root);
+Command add_detokenize_command(CLI::App& root);
+Command add_render_command(CLI::App& root);
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitInvalid = 1;
