@@ -39,14 +39,7 @@ SynthPlan plan_synthetic_model(const SynthOptions& options, const TokenizerVocab
   m.set("general.name", GgufValue::string("Magnetar synthetic " + p.name + " (random weights)"));
   m.set("general.quantization_version", GgufValue::u32(2));
   c.to_metadata(m);
-  m.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
-  m.set("tokenizer.ggml.pre", GgufValue::string("joyai-llm"));
-  m.set("tokenizer.ggml.tokens", GgufValue::string_array(vocab.tokens));
-  m.set("tokenizer.ggml.merges", GgufValue::string_array(vocab.merges));
-  m.set("tokenizer.ggml.token_type", GgufValue::i32_array(vocab.token_types));
-  m.set("tokenizer.ggml.bos_token_id", GgufValue::u32(vocab.bos_id));
-  m.set("tokenizer.ggml.eos_token_id", GgufValue::u32(vocab.eos_id));
-  m.set("tokenizer.ggml.padding_token_id", GgufValue::u32(vocab.pad_id));
+  add_tokenizer_metadata(vocab, m);
   // Labels that make a synthetic file unmistakable (inspect and the chat banner show them).
   m.set("magnetar.synthetic", GgufValue::boolean(true));
   m.set("magnetar.synthetic.preset", GgufValue::string(p.name));

@@ -522,6 +522,18 @@ TokenizerVocab load_deepseek_v4_vocab(const fs::path& tokenizer_dir, uint32_t vo
   return vocab;
 }
 
+void add_tokenizer_metadata(const TokenizerVocab& vocab, gguf::GgufMetadata& m) {
+  using gguf::GgufValue;
+  m.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
+  m.set("tokenizer.ggml.pre", GgufValue::string("joyai-llm"));
+  m.set("tokenizer.ggml.tokens", GgufValue::string_array(vocab.tokens));
+  m.set("tokenizer.ggml.merges", GgufValue::string_array(vocab.merges));
+  m.set("tokenizer.ggml.token_type", GgufValue::i32_array(vocab.token_types));
+  m.set("tokenizer.ggml.bos_token_id", GgufValue::u32(vocab.bos_id));
+  m.set("tokenizer.ggml.eos_token_id", GgufValue::u32(vocab.eos_id));
+  m.set("tokenizer.ggml.padding_token_id", GgufValue::u32(vocab.pad_id));
+}
+
 fs::path find_tokenizer_dir() {
   if (const char* env = std::getenv("MAGNETAR_TOKENIZER_DIR"); env != nullptr && *env != '\0') {
     if (!has_tokenizer_files(env)) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "gguf/gguf_value.h"
+
 namespace magnetar::synth {
 
 // The values of tokenizer.ggml.token_type (ggml's llama_token_type) this vocabulary uses; ggml
@@ -49,6 +51,10 @@ struct TokenizerVocab {
 // token ds4 requires (BOS, EOS, <｜User｜>, <｜Assistant｜>, <think>, </think>, ｜DSML｜) missing.
 TokenizerVocab load_deepseek_v4_vocab(const std::filesystem::path& tokenizer_dir,
                                       uint32_t vocab_size = kDeepSeekV4VocabSize);
+
+// Sets the tokenizer keys of a model file (gguf.md §2.3) from `vocab`: tokenizer.ggml.model
+// "gpt2", pre "joyai-llm", tokens, merges, token_type, and the bos/eos/padding ids.
+void add_tokenizer_metadata(const TokenizerVocab& vocab, gguf::GgufMetadata& metadata);
 
 // The tokenizer folder the CLI uses, the first of: $MAGNETAR_TOKENIZER_DIR (used as given: a
 // directory without the tokenizer files is an error, not a reason to look elsewhere), <directory

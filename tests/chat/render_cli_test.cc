@@ -2,37 +2,23 @@
 // official-encoding.md §5.7 lists for the worked examples.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
-#include "gguf/gguf_value.h"
 #include "gguf/gguf_writer.h"
+#include "run_magnetar.h"
 #include "scratch_dir.h"
 #include "synth/tokenizer_vocab.h"
 
 namespace magnetar::chat {
 namespace {
 
-struct Result {
-  int status;
-  std::string out;
-};
+using Result = magnetar::testing::CommandResult;
 
-// Runs the magnetar binary with `args`, feeding `input` on stdin, capturing stdout.
+// `magnetar render ARGS` with `input` on stdin.
 Result run(const std::string& args, const std::string& input) {
-  const std::filesystem::path in = magnetar::testing::scratch_dir("chat") / "stdin.json";
-  std::ofstream(in, std::ios::binary) << input;
-  const std::string command =
-      std::string(MAGNETAR_BINARY) + " render " + args + " < " + in.string() + " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  Result r{-1, ""};
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) r.out.append(buf, n);
-  const int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return magnetar::testing::run_magnetar("render " + args, input);
 }
 
 // A GGUF holding only the V4 tokenizer metadata, as `magnetar synth` writes it.
@@ -41,13 +27,7 @@ std::string model_path() {
     synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(
         std::filesystem::path(MAGNETAR_DATA_DIR) / "deepseek-v4-tokenizer");
     gguf::GgufMetadata m;
-    m.set("tokenizer.ggml.model", gguf::GgufValue::string("gpt2"));
-    m.set("tokenizer.ggml.pre", gguf::GgufValue::string("joyai-llm"));
-    m.set("tokenizer.ggml.tokens", gguf::GgufValue::string_array(vocab.tokens));
-    m.set("tokenizer.ggml.merges", gguf::GgufValue::string_array(vocab.merges));
-    m.set("tokenizer.ggml.token_type", gguf::GgufValue::i32_array(vocab.token_types));
-    m.set("tokenizer.ggml.bos_token_id", gguf::GgufValue::u32(vocab.bos_id));
-    m.set("tokenizer.ggml.eos_token_id", gguf::GgufValue::u32(vocab.eos_id));
+    synth::add_tokenizer_metadata(vocab, m);
     const std::filesystem::path file = magnetar::testing::scratch_dir("chat") / "tokenizer.gguf";
     gguf::GgufWriter writer(file, m, {});
     writer.commit();
@@ -58,7 +38,7 @@ std::string model_path() {
 
 TEST(RenderCli, OpenAiRequest) {
   Result r = run("", R"({"messages": [{"role": "user", "content": "Hello"}], "thinking": false})");
-  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, "<｜begin▁of▁sentence｜><｜User｜>Hello<｜Assistant｜></think>");
 }
 
@@ -66,7 +46,7 @@ TEST(RenderCli, AnthropicRequestAndThinkingOverride) {
   Result r = run("--thinking max",
                  R"({"system": "S", "messages": [{"role": "user", "content": [
                      {"type": "text", "text": "Hi"}]}]})");
-  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.code, 0);
   EXPECT_TRUE(r.out.starts_with("<｜begin▁of▁sentence｜>Reasoning Effort: Absolute maximum"));
   EXPECT_TRUE(r.out.ends_with("S<｜User｜>Hi<｜Assistant｜><think>"));
 }
@@ -80,9 +60,9 @@ TEST(RenderCli, DeepSeekMessagesFromFile) {
 }
 
 TEST(RenderCli, Rejections) {
-  EXPECT_EQ(run("", R"({"messages": [{"role": "user", "content": null}]})").status, 1);
-  EXPECT_EQ(run("", "not json").status, 2);
-  EXPECT_EQ(run("--ids", R"({"messages": []})").status, 2);  // --ids needs -m
+  EXPECT_EQ(run("", R"({"messages": [{"role": "user", "content": null}]})").code, 1);
+  EXPECT_EQ(run("", "not json").code, 2);
+  EXPECT_EQ(run("--ids", R"({"messages": []})").code, 2);  // --ids needs -m
 }
 
 // official-encoding.md §5.7.

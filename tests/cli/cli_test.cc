@@ -1,8 +1,5 @@
 // The `magnetar` binary as a user runs it: exit codes, one-line errors, no crashes.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -10,6 +7,7 @@
 
 #include "gguf/gguf_writer.h"
 #include "gguf_corpus.h"
+#include "run_magnetar.h"
 #include "scratch_dir.h"
 #include "synth/synth_writer.h"
 
@@ -18,43 +16,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  bool exited = false;  // false: killed by a signal
-  int code = -1;
-  std::string out, err;
-};
+using RunResult = testing::CommandResult;
+
+RunResult run(const std::vector<std::string>& args) { return testing::run_magnetar(args); }
 
 std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
+  std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
 fs::path scratch(const std::string& name) { return testing::scratch_dir("cli") / name; }
-
-RunResult run(std::vector<std::string> args) {
-  fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
-  args.insert(args.begin(), MAGNETAR_BINARY);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(o, 1);
-    dup2(e, 2);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  RunResult r;
-  r.exited = WIFEXITED(status);
-  r.code = r.exited ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
 
 size_t lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 

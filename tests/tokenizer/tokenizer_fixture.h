@@ -23,13 +23,7 @@ inline gguf::GgufMetadata v4_tokenizer_metadata() {
   static const synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(
       std::filesystem::path(MAGNETAR_DATA_DIR) / "deepseek-v4-tokenizer");
   gguf::GgufMetadata m;
-  m.set("tokenizer.ggml.model", gguf::GgufValue::string("gpt2"));
-  m.set("tokenizer.ggml.pre", gguf::GgufValue::string("joyai-llm"));
-  m.set("tokenizer.ggml.tokens", gguf::GgufValue::string_array(vocab.tokens));
-  m.set("tokenizer.ggml.merges", gguf::GgufValue::string_array(vocab.merges));
-  m.set("tokenizer.ggml.token_type", gguf::GgufValue::i32_array(vocab.token_types));
-  m.set("tokenizer.ggml.bos_token_id", gguf::GgufValue::u32(vocab.bos_id));
-  m.set("tokenizer.ggml.eos_token_id", gguf::GgufValue::u32(vocab.eos_id));
+  synth::add_tokenizer_metadata(vocab, m);
   return m;
 }
 
