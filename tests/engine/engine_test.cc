@@ -1,0 +1,192 @@
+// Engine and Session: prefix reuse, checkpoints for diverging prefixes, batched steps, progress
+// and cancellation, and session files that refuse foreign, damaged or truncated payloads.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "scratch_dir.h"
+#include "synth/synth_writer.h"
+
+namespace magnetar::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path tiny(const std::string& types, uint64_t seed) {
+  fs::path path =
+      testing::scratch_dir("engine") / ("tiny-" + types + "-" + std::to_string(seed) + ".gguf");
+  if (!fs::exists(path)) {
+    synth::SynthOptions o;
+    o.preset = *synth::preset_by_name("tiny");
+    o.preset.mix = *synth::quant_mix_from_name(types);
+    o.preset.with_mtp = false;
+    o.seed = seed;
+    synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(synth::find_tokenizer_dir());
+    synth::write_synthetic_model(o, synth::plan_synthetic_model(o, vocab), path);
+  }
+  return path;
+}
+
+std::vector<int32_t> random_tokens(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int32_t& x : t) x = static_cast<int32_t>(rng() % 128000);
+  return t;
+}
+
+std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Logits of a fresh session fed `tokens` in one step.
+std::vector<float> fresh_logits(Engine& engine, const std::vector<int32_t>& tokens) {
+  std::unique_ptr<Session> s = engine.new_session();
+  s->set_tokens(tokens);
+  Session* one = s.get();
+  engine.step(std::span(&one, 1));
+  return {s->logits().begin(), s->logits().end()};
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    EngineOptions o;
+    o.model = tiny("f32", 5);
+    o.prefill_chunk = 16;
+    engine_ = new Engine(o);
+  }
+  static void TearDownTestSuite() { delete engine_; }
+  static Engine* engine_;
+};
+Engine* EngineTest::engine_ = nullptr;
+
+TEST_F(EngineTest, ExtendsAMatchingPrefix) {
+  std::vector<int32_t> a = random_tokens(30, 1), b = random_tokens(7, 2);
+  std::unique_ptr<Session> s = engine_->new_session();
+  EXPECT_EQ(s->set_tokens(a), 30);
+  Session* p = s.get();
+  engine_->step(std::span(&p, 1));
+  EXPECT_EQ(s->processed(), 30);
+  EXPECT_EQ(s->set_tokens(concat(a, b)), 7) << "only the new tokens are pending";
+  engine_->step(std::span(&p, 1));
+  std::vector<float> expected = fresh_logits(*engine_, concat(a, b));
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), s->logits().begin()));
+}
+
+TEST_F(EngineTest, DivergingPrefixResumesFromACheckpointOrRebuilds) {
+  std::vector<int32_t> a = random_tokens(20, 3), b = random_tokens(10, 4), c = random_tokens(5, 5);
+  std::unique_ptr<Session> s = engine_->new_session();
+  Session* p = s.get();
+  s->set_tokens(a);
+  engine_->step(std::span(&p, 1));
+  s->checkpoint();
+  s->set_tokens(concat(a, b));
+  engine_->step(std::span(&p, 1));
+  EXPECT_EQ(s->set_tokens(concat(a, c)), 5) << "resumes from the checkpoint after a";
+  engine_->step(std::span(&p, 1));
+  std::vector<float> expected = fresh_logits(*engine_, concat(a, c));
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), s->logits().begin()));
+  // No checkpoint covers a shorter prefix of a: the state is rebuilt from the start.
+  std::vector<int32_t> shorter(a.begin(), a.begin() + 12);
+  EXPECT_EQ(s->set_tokens(shorter), 12);
+  engine_->step(std::span(&p, 1));
+  expected = fresh_logits(*engine_, shorter);
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), s->logits().begin()));
+}
+
+TEST_F(EngineTest, BatchedStepEqualsSeparateSteps) {
+  std::vector<std::vector<int32_t>> prompts = {random_tokens(9, 6), random_tokens(33, 7),
+                                               random_tokens(1, 8)};
+  std::vector<std::unique_ptr<Session>> sessions;
+  std::vector<Session*> ptrs;
+  for (const auto& t : prompts) {
+    sessions.push_back(engine_->new_session());
+    sessions.back()->set_tokens(t);
+    ptrs.push_back(sessions.back().get());
+  }
+  engine_->step(ptrs);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<float> expected = fresh_logits(*engine_, prompts[i]);
+    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), ptrs[i]->logits().begin())) << i;
+  }
+}
+
+TEST_F(EngineTest, ProgressAndCancellation) {
+  std::vector<int32_t> t = random_tokens(70, 9);
+  std::unique_ptr<Session> s = engine_->new_session();
+  Session* p = s.get();
+  s->set_tokens(t);
+  std::atomic<bool> cancel{false};
+  std::vector<int64_t> seen;
+  engine_->step(
+      std::span(&p, 1),
+      [&](int64_t done, int64_t total) {
+        EXPECT_EQ(total, 70);
+        seen.push_back(done);
+        if (done >= 32) cancel = true;  // from "another thread": the flag is read between chunks
+      },
+      &cancel);
+  EXPECT_EQ(seen, (std::vector<int64_t>{16, 32}));
+  EXPECT_EQ(s->pending(), 38) << "cancelled between chunks";
+  engine_->step(std::span(&p, 1));
+  std::vector<float> expected = fresh_logits(*engine_, t);
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), s->logits().begin()));
+}
+
+TEST_F(EngineTest, SavedSessionsContinueInANewEngine) {
+  std::vector<int32_t> a = random_tokens(40, 10), b = random_tokens(6, 11);
+  std::unique_ptr<Session> s = engine_->new_session();
+  Session* p = s.get();
+  s->set_tokens(a);
+  engine_->step(std::span(&p, 1));
+  std::vector<uint8_t> bytes = s->save();
+
+  EngineOptions o;
+  o.model = tiny("f32", 5);
+  Engine other(o);  // the same model opened again: a fresh process would see the same
+  std::unique_ptr<Session> resumed = other.new_session();
+  resumed->load(bytes);
+  EXPECT_EQ(resumed->processed(), 40);
+  EXPECT_EQ(resumed->set_tokens(concat(a, b)), 6) << "no prefill after loading";
+  Session* q = resumed.get();
+  other.step(std::span(&q, 1));
+  std::vector<float> expected = fresh_logits(*engine_, concat(a, b));
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), resumed->logits().begin()));
+}
+
+TEST_F(EngineTest, RefusesForeignDamagedAndTruncatedSessions) {
+  std::unique_ptr<Session> s = engine_->new_session();
+  Session* p = s.get();
+  s->set_tokens(random_tokens(12, 12));
+  engine_->step(std::span(&p, 1));
+  const std::vector<uint8_t> good = s->save();
+  auto error_of = [&](Engine& engine, std::span<const uint8_t> bytes) {
+    std::unique_ptr<Session> target = engine.new_session();
+    try {
+      target->load(bytes);
+    } catch (const SessionError& e) {
+      EXPECT_EQ(target->processed(), 0) << "a refused load changes nothing";
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  std::vector<uint8_t> damaged = good;
+  damaged[damaged.size() / 2] ^= 0x40;
+  EXPECT_NE(error_of(*engine_, damaged).find("damaged"), std::string::npos);
+  EXPECT_NE(error_of(*engine_, std::span(good).first(good.size() - 100)).find("truncated"),
+            std::string::npos);
+  EXPECT_NE(error_of(*engine_, std::span(good).first(10)).find("truncated"), std::string::npos);
+  std::vector<uint8_t> not_session(good.size(), 0);
+  EXPECT_NE(error_of(*engine_, not_session).find("bad magic"), std::string::npos);
+  EngineOptions o;
+  o.model = tiny("f32", 6);  // another model: same shapes, other weights
+  Engine foreign(o);
+  EXPECT_NE(error_of(foreign, good).find("another model"), std::string::npos);
+  EXPECT_EQ(error_of(*engine_, good), "accepted");
+}
+
+}  // namespace
+}  // namespace magnetar::engine
