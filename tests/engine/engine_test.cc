@@ -4,10 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
 
-#include "scratch_dir.h"
-#include "synth/synth_writer.h"
+#include "tiny_model.h"
 
 namespace magnetar::engine {
 namespace {
@@ -15,26 +13,10 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path tiny(const std::string& types, uint64_t seed) {
-  fs::path path =
-      testing::scratch_dir("engine") / ("tiny-" + types + "-" + std::to_string(seed) + ".gguf");
-  if (!fs::exists(path)) {
-    synth::SynthOptions o;
-    o.preset = *synth::preset_by_name("tiny");
-    o.preset.mix = *synth::quant_mix_from_name(types);
-    o.preset.with_mtp = false;
-    o.seed = seed;
-    synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(synth::find_tokenizer_dir());
-    synth::write_synthetic_model(o, synth::plan_synthetic_model(o, vocab), path);
-  }
-  return path;
+  return testing::tiny_model(types, seed, /*with_mtp=*/false);
 }
 
-std::vector<int32_t> random_tokens(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int32_t& x : t) x = static_cast<int32_t>(rng() % 128000);
-  return t;
-}
+using testing::random_tokens;
 
 std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
   a.insert(a.end(), b.begin(), b.end());

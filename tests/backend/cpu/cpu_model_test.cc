@@ -8,30 +8,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 
 #include "gguf/gguf_writer.h"
 #include "model/model_presets.h"
 #include "scratch_dir.h"
 #include "synth/synth_writer.h"
+#include "tiny_model.h"
 
 namespace magnetar::cpu {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path model_path(const std::string& types) {
-  return testing::scratch_dir("cpu_model") / ("tiny-" + types + ".gguf");
-}
-
-void write_tiny(const std::string& types) {
-  synth::SynthOptions o;
-  o.preset = *synth::preset_by_name("tiny");
-  o.preset.mix = *synth::quant_mix_from_name(types);
-  o.seed = 7;
-  synth::TokenizerVocab vocab = synth::load_deepseek_v4_vocab(synth::find_tokenizer_dir());
-  synth::write_synthetic_model(o, synth::plan_synthetic_model(o, vocab), model_path(types));
-}
+fs::path model_path(const std::string& types) { return testing::tiny_model(types, 7, true); }
 
 ForwardItem make_item(SequenceState* state, std::span<const int32_t> tokens) {
   ForwardItem item;
@@ -40,12 +29,7 @@ ForwardItem make_item(SequenceState* state, std::span<const int32_t> tokens) {
   return item;
 }
 
-std::vector<int32_t> random_tokens(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int32_t& x : t) x = static_cast<int32_t>(rng() % 128000);
-  return t;
-}
+using testing::random_tokens;
 
 // max over positions of max|a − b| / max|b|, the agreement measure used throughout.
 double relative_difference(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
@@ -64,9 +48,6 @@ double relative_difference(const std::vector<float>& a, const std::vector<float>
 class CpuModelTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    write_tiny("f32");
-    write_tiny("q2");
-    write_tiny("q4");
     f32_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("f32")));
     q2_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("q2")));
     q4_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("q4")));
