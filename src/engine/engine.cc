@@ -1,15 +1,61 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <stdexcept>
+
+#include "backend/cpu/cpu_backend.h"
+#ifdef MAGNETAR_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 namespace magnetar::engine {
+namespace {
+
+std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const EngineOptions& o) {
+  std::string name = o.backend.empty() ? "auto" : o.backend;
+  const std::vector<std::string> available = available_backends();
+  if (name == "auto") {
+    name = available.front();
+  } else if (std::find(available.begin(), available.end(), name) == available.end()) {
+    if (name == "cuda") {
+      throw std::invalid_argument(
+          "backend 'cuda' is not available: this build has no CUDA backend or no GPU is present");
+    }
+    throw std::invalid_argument("unknown backend '" + name + "' (expected cpu, cuda or auto)");
+  }
+#ifdef MAGNETAR_HAVE_CUDA
+  if (name == "cuda") return cuda::make_cuda_backend(file, cuda::CudaOptions{});
+#endif
+  cpu::CpuOptions cpu_options;
+  cpu_options.official_numerics = o.official_numerics;
+  cpu_options.threads = o.threads;
+  return std::make_unique<cpu::CpuBackend>(file, cpu_options);
+}
+
+}  // namespace
+
+std::vector<std::string> available_backends() {
+  std::vector<std::string> names;
+#ifdef MAGNETAR_HAVE_CUDA
+  if (cuda::cuda_backend_usable()) names.push_back("cuda");
+#endif
+  names.push_back("cpu");
+  return names;
+}
+
+SessionState::SessionState(const SessionState& other)
+    : tokens(other.tokens),
+      logits(other.logits),
+      sequence(other.sequence ? other.sequence->clone() : nullptr) {}
+
+SessionState& SessionState::operator=(const SessionState& other) {
+  if (this != &other) *this = SessionState(other);
+  return *this;
+}
 
 Engine::Engine(const EngineOptions& options)
     : options_(options), file_(gguf::GgufFile::open(options.model)) {
-  cpu::CpuOptions cpu_options;
-  cpu_options.official_numerics = options.official_numerics;
-  cpu_options.threads = options.threads;
-  model_ = std::make_unique<cpu::CpuModel>(file_, cpu_options);
+  backend_ = make_backend(file_, options);
   tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(file_));
   identity_ = sha256(file_.bytes().first(file_.data_offset()));
 }
@@ -27,21 +73,21 @@ void Engine::step(std::span<Session* const> sessions, const ProgressFn& progress
   const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
   for (;;) {
     if (cancel != nullptr && cancel->load()) return;
-    std::vector<cpu::ForwardItem> items;
+    std::vector<backend::ForwardItem> items;
     std::vector<Session*> owners;
     for (Session* s : sessions) {
       if (s->pending() <= 0) continue;
-      cpu::ForwardItem item;
-      item.state = &s->data_.state;
+      backend::ForwardItem item;
+      item.sequence = s->state_.sequence.get();
       item.tokens = std::span<const int32_t>(s->tokens_)
                         .subspan(s->processed(), std::min(chunk, s->pending()));
       items.push_back(item);
       owners.push_back(s);
     }
     if (items.empty()) return;
-    model_->forward(items);
+    backend_->forward(items);
     for (size_t i = 0; i < items.size(); ++i) {
-      SessionData& d = owners[i]->data_;
+      SessionState& d = owners[i]->state_;
       d.tokens.insert(d.tokens.end(), items[i].tokens.begin(), items[i].tokens.end());
       d.logits = std::move(items[i].logits);
       done += static_cast<int64_t>(items[i].tokens.size());
@@ -50,41 +96,62 @@ void Engine::step(std::span<Session* const> sessions, const ProgressFn& progress
   }
 }
 
-Session::Session(const Engine& engine) : engine_(engine) {
-  data_.state = cpu::make_sequence_state(engine.config(), /*with_mtp=*/false);
+Session::Session(const Engine& engine) : engine_(engine) { reset(); }
+
+void Session::reset() {
+  tokens_.clear();
+  checkpoints_.clear();
+  state_ = SessionState{};
+  state_.sequence = engine_.backend_->new_sequence();
 }
 
 int64_t Session::set_tokens(std::span<const int32_t> tokens) {
   tokens_.assign(tokens.begin(), tokens.end());
-  auto matches = [&](const SessionData& d) {
+  auto matches = [&](const SessionState& d) {
     return d.tokens.size() <= tokens_.size() &&
            std::equal(d.tokens.begin(), d.tokens.end(), tokens_.begin());
   };
-  if (!matches(data_)) {
+  if (!matches(state_)) {
     // The state went past the divergence: take the longest checkpoint that is still a prefix.
-    const SessionData* best = nullptr;
-    for (const SessionData& c : checkpoints_) {
+    const SessionState* best = nullptr;
+    for (const SessionState& c : checkpoints_) {
       if (matches(c) && (best == nullptr || c.tokens.size() > best->tokens.size())) best = &c;
     }
     if (best != nullptr) {
-      data_ = *best;
+      state_ = *best;
     } else {
-      data_ = SessionData{};
-      data_.state = cpu::make_sequence_state(engine_.config(), false);
+      state_ = SessionState{};
+      state_.sequence = engine_.backend_->new_sequence();
     }
   }
   return pending();
 }
 
-void Session::restore(SessionData data) {
-  data_ = std::move(data);
-  tokens_ = data_.tokens;
+void Session::restore(SessionState state) {
+  state_ = std::move(state);
+  tokens_ = state_.tokens;
 }
 
-std::vector<uint8_t> Session::save() const { return encode_session(engine_.identity(), data_); }
+std::vector<uint8_t> Session::save() const {
+  SessionData data{state_.tokens, state_.logits, state_.sequence->export_state()};
+  return encode_session(engine_.identity(), data);
+}
 
 void Session::load(std::span<const uint8_t> bytes) {
-  restore(decode_session(engine_.identity(), bytes));
+  SessionData data = decode_session(engine_.identity(), bytes);
+  SessionState loaded;
+  try {
+    loaded.sequence = engine_.backend_->import_state(data.state);
+  } catch (const std::invalid_argument& e) {
+    throw SessionError(std::string("session payload: ") + e.what());
+  }
+  if (!data.logits.empty() && data.logits.size() != engine_.config().n_vocab) {
+    throw SessionError("session payload: logits do not match the vocabulary");
+  }
+  loaded.tokens = std::move(data.tokens);
+  loaded.logits = std::move(data.logits);
+  restore(std::move(loaded));
+  checkpoints_.clear();
 }
 
 }  // namespace magnetar::engine

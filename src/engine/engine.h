@@ -8,7 +8,8 @@
 // shorter than, what was processed is served from the newest checkpoint at or before the
 // divergence (checkpoint() takes one), or rebuilt from the start.
 //
-// Today the backend is the CPU reference (backend/cpu); the CUDA backend plugs in here.
+// The model runs on a backend (backend/backend.h): the CPU reference, or CUDA when the build has
+// it and a GPU is present.
 #pragma once
 
 #include <atomic>
@@ -17,9 +18,10 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
-#include "backend/cpu/cpu_model.h"
+#include "backend/backend.h"
 #include "engine/session_codec.h"
 #include "gguf/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
@@ -28,9 +30,29 @@ namespace magnetar::engine {
 
 struct EngineOptions {
   std::filesystem::path model;
-  bool official_numerics = true;
-  unsigned threads = 0;
-  int64_t prefill_chunk = 512;  // tokens per forward call while prefilling
+  // "cpu", "cuda", or "auto": CUDA when this build has it and a GPU is present, else the CPU.
+  std::string backend = "auto";
+  bool official_numerics = true;  // the CPU backend's FP8/FP4 simulations (cpu::CpuOptions)
+  unsigned threads = 0;           // CPU threads; 0: all
+  int64_t prefill_chunk = 512;    // tokens per forward call while prefilling
+};
+
+// The backend names this build can run, in the order "auto" tries them.
+std::vector<std::string> available_backends();
+
+// What a session's model state has processed. Copying it clones the backend's sequence, so a copy
+// is a snapshot that later steps do not touch.
+class SessionState {
+ public:
+  SessionState() = default;
+  SessionState(const SessionState& other);
+  SessionState& operator=(const SessionState& other);
+  SessionState(SessionState&&) = default;
+  SessionState& operator=(SessionState&&) = default;
+
+  std::vector<int32_t> tokens;  // the tokens the state has processed
+  std::vector<float> logits;    // the last token's logits (empty before any)
+  std::unique_ptr<backend::Sequence> sequence;
 };
 
 class Session;
@@ -44,7 +66,8 @@ class Engine {
   explicit Engine(const EngineOptions& options);
   ~Engine();
 
-  const model::ModelConfig& config() const { return model_->config(); }
+  const model::ModelConfig& config() const { return backend_->config(); }
+  std::string_view backend_name() const { return backend_->name(); }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   // SHA-256 of the model file's header (metadata and tensor directory): what session files are
   // checked against.
@@ -59,9 +82,10 @@ class Engine {
             const std::atomic<bool>* cancel = nullptr);
 
  private:
+  friend class Session;
   EngineOptions options_;
   gguf::GgufFile file_;
-  std::unique_ptr<cpu::CpuModel> model_;
+  std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   ModelIdentity identity_{};
 };
@@ -73,16 +97,20 @@ class Session {
   void append(int32_t token) { tokens_.push_back(token); }
 
   const std::vector<int32_t>& tokens() const { return tokens_; }
-  int64_t processed() const { return static_cast<int64_t>(data_.tokens.size()); }
+  int64_t processed() const { return static_cast<int64_t>(state_.tokens.size()); }
   int64_t pending() const { return static_cast<int64_t>(tokens_.size()) - processed(); }
   // Logits of the last processed token (empty before any).
-  std::span<const float> logits() const { return data_.logits; }
+  std::span<const float> logits() const { return state_.logits; }
 
   // Remembers the current state so that a later shorter or diverging prefix can resume from it.
-  void checkpoint() { checkpoints_.push_back(data_); }
-  // An in-memory copy of the state, and its restoration.
-  SessionData snapshot() const { return data_; }
-  void restore(SessionData data);
+  void checkpoint() { checkpoints_.push_back(state_); }
+  void clear_checkpoints() { checkpoints_.clear(); }
+  // An in-memory copy of the state, and its restoration (which also sets tokens() to the
+  // snapshot's tokens).
+  SessionState snapshot() const { return state_; }
+  void restore(SessionState state);
+  // Forgets everything: an empty prefix, a fresh state, no checkpoints.
+  void reset();
 
   // The state as bytes (session_codec.h) and back; load throws SessionError for a payload of
   // another model, a damaged or a truncated one, and leaves the session unchanged then.
@@ -95,8 +123,8 @@ class Session {
 
   const Engine& engine_;
   std::vector<int32_t> tokens_;  // the prefix the caller wants
-  SessionData data_;             // what the model state has processed
-  std::vector<SessionData> checkpoints_;
+  SessionState state_;           // what the model state has processed
+  std::vector<SessionState> checkpoints_;
 };
 
 }  // namespace magnetar::engine

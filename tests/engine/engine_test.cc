@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-
 #include "tiny_model.h"
 
 namespace magnetar::engine {
@@ -168,6 +167,74 @@ TEST_F(EngineTest, RefusesForeignDamagedAndTruncatedSessions) {
   Engine foreign(o);
   EXPECT_NE(error_of(foreign, good).find("another model"), std::string::npos);
   EXPECT_EQ(error_of(*engine_, good), "accepted");
+
+  // A well-formed, correctly checksummed payload whose shapes do not fit the model.
+  SessionData wrong_shape{{}, {}, cpu::make_sequence_state(engine_->config(), false)};
+  wrong_shape.state.layers[1].window.pop_back();
+  EXPECT_NE(
+      error_of(*engine_, encode_session(engine_->identity(), wrong_shape)).find("window size"),
+      std::string::npos);
+  SessionData too_few{{}, {}, cpu::make_sequence_state(engine_->config(), false)};
+  too_few.state.layers.pop_back();
+  too_few.state.counters.rows_emitted.pop_back();
+  EXPECT_NE(error_of(*engine_, encode_session(engine_->identity(), too_few)).find("layer count"),
+            std::string::npos);
+}
+
+// Greedy continuation of `s` by n tokens, one decode step each.
+std::vector<int32_t> greedy_continue(Engine& engine, Session& s, int n) {
+  std::vector<int32_t> out;
+  Session* p = &s;
+  for (int i = 0; i < n; ++i) {
+    engine.step(std::span(&p, 1));
+    std::span<const float> l = s.logits();
+    int32_t next = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+    out.push_back(next);
+    s.append(next);
+  }
+  return out;
+}
+
+TEST_F(EngineTest, SnapshotRestoreContinuesAsIfNeverSnapshotted) {
+  std::vector<int32_t> prompt = random_tokens(25, 13);
+  std::unique_ptr<Session> s = engine_->new_session();
+  s->set_tokens(prompt);
+  SessionState snap;
+  {
+    Session* p = s.get();
+    engine_->step(std::span(&p, 1));
+    snap = s->snapshot();
+  }
+  std::vector<int32_t> first = greedy_continue(*engine_, *s, 12);
+  s->restore(snap);
+  EXPECT_EQ(s->processed(), 25);
+  EXPECT_EQ(s->tokens(), prompt);
+  std::vector<int32_t> again = greedy_continue(*engine_, *s, 12);
+  EXPECT_EQ(first, again);
+
+  std::unique_ptr<Session> never = engine_->new_session();
+  never->set_tokens(prompt);
+  std::vector<int32_t> reference = greedy_continue(*engine_, *never, 12);
+  EXPECT_EQ(first, reference);
+  // The snapshot is a copy: the steps after it did not change it.
+  EXPECT_EQ(snap.tokens.size(), 25u);
+  EXPECT_EQ(snap.sequence->position(), 25);
+}
+
+TEST(EngineBackend, ChoosesAnAvailableBackendAndRefusesUnknownOnes) {
+  EngineOptions o;
+  o.model = tiny("f32", 5);
+  o.backend = "cpu";
+  EXPECT_EQ(Engine(o).backend_name(), "cpu");
+  o.backend = "auto";
+  EXPECT_EQ(Engine(o).backend_name(), available_backends().front());
+  o.backend = "tpu";
+  try {
+    Engine bad(o);
+    ADD_FAILURE() << "accepted an unknown backend";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown backend 'tpu'"), std::string::npos);
+  }
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 namespace magnetar::cpu {
 namespace {
@@ -36,6 +38,51 @@ SequenceState make_sequence_state(const model::ModelConfig& c, bool with_mtp) {
   if (with_mtp) s.mtp = make_layer(c, 0);
   s.counters.rows_emitted.assign(c.n_layer, 0);
   return s;
+}
+
+namespace {
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("sequence state does not fit the model: " + what);
+}
+
+void check_compressor(const std::optional<CompressorState>& got, uint32_t ratio, uint32_t c,
+                      int64_t position, const std::string& where) {
+  expect(got.has_value() == (ratio != 0), where + " compressor presence");
+  if (!got) return;
+  const CompressorState want = make_compressor(ratio, c);
+  expect(got->ratio == want.ratio && got->width == want.width && got->head_width == c,
+         where + " compressor dimensions");
+  expect(got->kv.size() == want.kv.size() && got->score.size() == want.score.size() &&
+             got->prev_kv.size() == want.prev_kv.size() &&
+             got->prev_score.size() == want.prev_score.size(),
+         where + " compressor block sizes");
+  expect(got->rows.size() == static_cast<size_t>(position / ratio) * c,
+         where + " compressed row count");
+}
+
+void check_layer(const model::ModelConfig& c, const LayerState& l, uint32_t ratio, int64_t position,
+                 const std::string& where) {
+  expect(l.window.size() == static_cast<size_t>(c.sliding_window) * c.head_dim,
+         where + " window size");
+  check_compressor(l.compressor, ratio, c.head_dim, position, where + " attention");
+  check_compressor(l.indexer, ratio == 4 ? 4 : 0, c.indexer_head_dim, position, where + " indexer");
+}
+
+}  // namespace
+
+void check_sequence_state(const model::ModelConfig& c, const SequenceState& s) {
+  expect(s.position >= 0, "negative position");
+  expect(s.layers.size() == c.n_layer, "layer count " + std::to_string(s.layers.size()) +
+                                           ", model has " + std::to_string(c.n_layer));
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    check_layer(c, s.layers[l], c.ratio(l), s.position, "layer " + std::to_string(l));
+  }
+  if (s.mtp) check_layer(c, *s.mtp, 0, s.position, "MTP block");
+  expect(s.mtp_pending_hidden.empty() ||
+             s.mtp_pending_hidden.size() == static_cast<size_t>(c.hc_dim()),
+         "MTP pending state size");
+  expect(s.counters.rows_emitted.size() == c.n_layer, "counter sizes");
 }
 
 bool compressor_push(CompressorState& s, int64_t position, const float* kv, const float* score,

@@ -55,6 +55,12 @@ struct SequenceState {
 
 SequenceState make_sequence_state(const model::ModelConfig& config, bool with_mtp);
 
+// Checks that a state (from a session file, or another backend) has the shapes `config` gives a
+// sequence at its position: layers, ring and compressor sizes, compressed row counts. Throws
+// std::invalid_argument naming the first mismatch, so a well-formed payload with wrong shapes can
+// never index out of bounds.
+void check_sequence_state(const model::ModelConfig& config, const SequenceState& state);
+
 // Pushes one token's projections into a compressor (model.md §6.4). `score` already includes the
 // position bias. When the token completes a block, writes the pooled (not yet normalized) row of
 // head_width values to `pooled` and returns true.

@@ -1,0 +1,62 @@
+// The interface every compute backend implements (the CPU reference, CUDA), so that the engine and
+// its front ends do not care where the model runs.
+//
+// A backend owns the weights it computes with and the state of the sequences it advances. A
+// sequence's state lives wherever the backend wants it (host memory for the CPU, device memory for
+// CUDA); the engine only clones it (snapshots), and moves it in and out of the *portable form*,
+// the CPU reference's cpu::SequenceState, which is what session files store. Every backend must
+// round-trip that form exactly, so a session saved on one backend resumes on another.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "backend/cpu/sequence_state.h"
+#include "model/model_config.h"
+
+namespace magnetar::backend {
+
+// One sequence's model state, held by the backend that created it.
+class Sequence {
+ public:
+  virtual ~Sequence() = default;
+  // Tokens processed so far: the position of the next token.
+  virtual int64_t position() const = 0;
+  // A deep copy: a snapshot that later steps of this sequence do not change.
+  virtual std::unique_ptr<Sequence> clone() const = 0;
+  // The state in the portable form.
+  virtual cpu::SequenceState export_state() const = 0;
+};
+
+// One sequence advanced by a forward call.
+struct ForwardItem {
+  Sequence* sequence = nullptr;     // created by the backend doing the call
+  std::span<const int32_t> tokens;  // at positions sequence->position(), +1, ...
+  bool all_logits = false;          // logits of every token; otherwise of the last only
+  std::vector<float> logits;        // output: [n][vocab], n = tokens.size() or 1
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu" or "cuda", for logs and benchmarks.
+  virtual std::string_view name() const = 0;
+  virtual const model::ModelConfig& config() const = 0;
+
+  virtual std::unique_ptr<Sequence> new_sequence() = 0;
+  // A sequence holding `state`. Throws std::invalid_argument when the state's shapes do not fit
+  // this model (cpu::check_sequence_state).
+  virtual std::unique_ptr<Sequence> import_state(const cpu::SequenceState& state) = 0;
+
+  // Advances every item by its tokens; items are independent sequences of any lengths and
+  // positions. Results equal feeding each item's tokens one at a time. Throws
+  // std::invalid_argument for an out-of-range token id, leaving the sequences unchanged. One call
+  // at a time.
+  virtual void forward(std::span<ForwardItem> items) = 0;
+};
+
+}  // namespace magnetar::backend
