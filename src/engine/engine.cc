@@ -55,7 +55,9 @@ SessionState& SessionState::operator=(const SessionState& other) {
 
 Engine::Engine(const EngineOptions& options)
     : options_(options), file_(gguf::GgufFile::open(options.model)) {
+  if (options.context < 0) throw std::invalid_argument("context must not be negative");
   backend_ = make_backend(file_, options);
+  context_ = options.context > 0 ? options.context : backend_->config().n_ctx_train;
   tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(file_));
   identity_ = sha256(file_.bytes().first(file_.data_offset()));
 }
@@ -105,7 +107,26 @@ void Session::reset() {
   state_.sequence = engine_.backend_->new_sequence();
 }
 
+namespace {
+
+[[noreturn]] void overflow(size_t tokens, int64_t context) {
+  throw ContextOverflow(std::to_string(tokens) + " tokens do not fit the context of " +
+                        std::to_string(context) + " tokens");
+}
+
+}  // namespace
+
+void Session::append(int32_t token) {
+  if (static_cast<int64_t>(tokens_.size()) >= engine_.context()) {
+    overflow(tokens_.size() + 1, engine_.context());
+  }
+  tokens_.push_back(token);
+}
+
 int64_t Session::set_tokens(std::span<const int32_t> tokens) {
+  if (static_cast<int64_t>(tokens.size()) > engine_.context()) {
+    overflow(tokens.size(), engine_.context());
+  }
   tokens_.assign(tokens.begin(), tokens.end());
   auto matches = [&](const SessionState& d) {
     return d.tokens.size() <= tokens_.size() &&
@@ -139,6 +160,10 @@ std::vector<uint8_t> Session::save() const {
 
 void Session::load(std::span<const uint8_t> bytes) {
   SessionData data = decode_session(engine_.identity(), bytes);
+  if (static_cast<int64_t>(data.tokens.size()) > engine_.context()) {
+    throw SessionError("the session holds " + std::to_string(data.tokens.size()) +
+                       " tokens, more than the context of " + std::to_string(engine_.context()));
+  }
   SessionState loaded;
   try {
     loaded.sequence = engine_.backend_->import_state(data.state);

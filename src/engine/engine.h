@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,15 @@ struct EngineOptions {
   bool official_numerics = true;  // the CPU backend's FP8/FP4 simulations (cpu::CpuOptions)
   unsigned threads = 0;           // CPU threads; 0: all
   int64_t prefill_chunk = 512;    // tokens per forward call while prefilling
+  // The most tokens a session may hold (prompt and generation); 0: the model's training context.
+  // Backends size per-sequence state from it.
+  int64_t context = 0;
+};
+
+// A prefix longer than the engine's context.
+class ContextOverflow : public std::length_error {
+ public:
+  using std::length_error::length_error;
 };
 
 // The backend names this build can run, in the order "auto" tries them.
@@ -68,6 +78,7 @@ class Engine {
 
   const model::ModelConfig& config() const { return backend_->config(); }
   std::string_view backend_name() const { return backend_->name(); }
+  int64_t context() const { return context_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   // SHA-256 of the model file's header (metadata and tensor directory): what session files are
   // checked against.
@@ -88,13 +99,17 @@ class Engine {
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   ModelIdentity identity_{};
+  int64_t context_ = 0;
 };
 
 class Session {
  public:
-  // Sets the prefix this session stands for; returns how many tokens are now pending.
+  // Sets the prefix this session stands for; returns how many tokens are now pending. Throws
+  // ContextOverflow (changing nothing) when the prefix is longer than the engine's context.
   int64_t set_tokens(std::span<const int32_t> tokens);
-  void append(int32_t token) { tokens_.push_back(token); }
+  // Adds one token to the prefix (the sampled token before the next decode step); throws
+  // ContextOverflow when the context is full.
+  void append(int32_t token);
 
   const std::vector<int32_t>& tokens() const { return tokens_; }
   int64_t processed() const { return static_cast<int64_t>(state_.tokens.size()); }

@@ -221,6 +221,24 @@ TEST_F(EngineTest, SnapshotRestoreContinuesAsIfNeverSnapshotted) {
   EXPECT_EQ(snap.sequence->position(), 25);
 }
 
+TEST(EngineContext, PrefixesLongerThanTheContextAreRefusedAndChangeNothing) {
+  EngineOptions o;
+  o.model = tiny("f32", 5);
+  o.context = 10;
+  Engine engine(o);
+  EXPECT_EQ(engine.context(), 10);
+  std::unique_ptr<Session> s = engine.new_session();
+  std::vector<int32_t> nine = random_tokens(9, 14);
+  s->set_tokens(nine);
+  EXPECT_THROW(s->set_tokens(random_tokens(11, 15)), ContextOverflow);
+  EXPECT_EQ(s->tokens(), nine) << "a refused prefix changes nothing";
+  s->append(1);
+  EXPECT_THROW(s->append(2), ContextOverflow);
+  EXPECT_EQ(s->tokens().size(), 10u);
+  o.context = 0;
+  EXPECT_EQ(Engine(o).context(), Engine(o).config().n_ctx_train);
+}
+
 TEST(EngineBackend, ChoosesAnAvailableBackendAndRefusesUnknownOnes) {
   EngineOptions o;
   o.model = tiny("f32", 5);
