@@ -28,6 +28,7 @@
 #include "chat/openai_request.h"
 #include "chat/renderer.h"
 #include "cli/commands.h"
+#include "engine/prompt_tokens.h"
 #include "gguf/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
 
@@ -90,19 +91,7 @@ void apply_thinking_flag(const std::string& flag, chat::RenderOptions& options) 
 
 std::vector<int32_t> prompt_ids(const chat::Prompt& prompt, const std::string& model) {
   const gguf::GgufFile file = gguf::GgufFile::open(model);
-  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(file);
-  std::vector<int32_t> ids;
-  for (const chat::PromptPiece& piece : prompt.pieces()) {
-    if (piece.is_control) {
-      std::optional<int32_t> id = tok.token_id(piece.text);
-      if (!id) throw std::runtime_error("the model's vocabulary has no token " + piece.text);
-      ids.push_back(*id);
-    } else {
-      std::vector<int32_t> more = tok.encode(piece.text, /*allow_special=*/false);
-      ids.insert(ids.end(), more.begin(), more.end());
-    }
-  }
-  return ids;
+  return engine::prompt_tokens(tokenizer::Tokenizer::from_gguf(file), prompt);
 }
 
 int run_render(const RenderCliOptions& o) {

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Magnetar: a DeepSeek V4 Flash/Pro inference engine for NVIDIA GPUs", "magnetar"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "magnetar 0.1.0");
-  std::vector<Command> commands = {add_inspect_command(app),    add_synth_command(app),
+  std::vector<Command> commands = {add_run_command(app),        add_chat_command(app),
+                                   add_inspect_command(app),    add_synth_command(app),
                                    add_logits_command(app),     add_tokenize_command(app),
                                    add_detokenize_command(app), add_render_command(app)};
   try {
