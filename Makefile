@@ -1,11 +1,12 @@
 # Magnetar: the commands a newcomer types. Everything real lives in CMake; this file installs
 # dependencies, configures once and forwards.
 #
-#   make run [MODEL=path.gguf]   build and open the model (default: a tiny demo model, random weights)
+#   make run [MODEL=path.gguf]   build and chat with the model (default: a tiny demo model, random weights)
 #   make test                    build and run every test, then fuzz the GGUF reader for a while
 #   make build                   just build
 #
-# Variables: BUILD (build dir), CUDA_ARCH (default 90a), FUZZ_SECONDS (default 60), MODEL.
+# Variables: BUILD (build dir), CUDA_ARCH (default 90a), FUZZ_SECONDS (default 60), MODEL,
+# CHAT_ARGS (extra `magnetar chat` flags).
 
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -55,13 +56,14 @@ $(DEMO_MODEL): | build
 
 demo-model: build $(DEMO_MODEL)
 
+# Lands in `magnetar chat`; CHAT_ARGS adds flags (e.g. CHAT_ARGS="--nothink --ctx 65536").
 run: build
 ifeq ($(MODEL),)
 	@$(MAKE) --no-print-directory demo-model
-	@echo "== no MODEL given: using the tiny demo model (RANDOM WEIGHTS, output is noise) =="
-	$(MAGNETAR) inspect --no-tensors $(DEMO_MODEL)
+	@echo "== no MODEL given: chatting with the tiny demo model (RANDOM WEIGHTS: its answers are noise) =="
+	$(MAGNETAR) chat -m $(DEMO_MODEL) -n 64 $(CHAT_ARGS)
 else
-	$(MAGNETAR) inspect --no-tensors $(MODEL)
+	$(MAGNETAR) chat -m $(MODEL) $(CHAT_ARGS)
 endif
 
 format:

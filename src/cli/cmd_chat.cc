@@ -10,12 +10,14 @@
 #include <editline/readline.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -87,6 +89,33 @@ void write_file_atomically(const fs::path& path, std::span<const uint8_t> bytes)
   fs::rename(tmp, path);
 }
 
+// libedit's character reader. A Ctrl+C that lands after the prompt is drawn but before a plain
+// read() would start blocking would be noticed only at the next key; so SIGINT stays blocked
+// except inside ppoll(), which checks the flag and waits atomically. EOF makes readline() return
+// nullptr, which the REPL reads as Ctrl+C when the flag is set.
+int read_key(FILE* in) {
+  sigset_t sigint, wait_mask;
+  sigemptyset(&sigint);
+  sigaddset(&sigint, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigint, &wait_mask);
+  sigdelset(&wait_mask, SIGINT);
+  int result = EOF;
+  for (;;) {
+    if (interrupted()) break;
+    pollfd p{fileno(in), POLLIN, 0};
+    const int ready = ppoll(&p, 1, nullptr, &wait_mask);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) break;
+    unsigned char c;
+    const ssize_t n = ::read(fileno(in), &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 1) result = c;
+    break;
+  }
+  pthread_sigmask(SIG_UNBLOCK, &sigint, nullptr);
+  return result;
+}
+
 std::vector<uint8_t> read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path.string() + ": cannot read");
@@ -128,6 +157,7 @@ int ChatRepl::run() {
   stifle_history(1000);
   read_history(history.c_str());
   install_interrupt_handler();
+  rl_getc_function = read_key;
 
   fmt::print("magnetar chat: {} ({} backend, context {} tokens). /help lists the commands.\n",
              flags_.model, engine_->backend_name(), thousands(engine_->context()));

@@ -66,7 +66,13 @@ std::unique_ptr<engine::Engine> open_engine(const GenerationFlags& f, int64_t co
   o.backend = f.backend;
   o.threads = f.threads;
   o.context = context;
-  return std::make_unique<engine::Engine>(o);
+  auto engine = std::make_unique<engine::Engine>(o);
+  if (engine->synthetic()) {
+    fmt::print(stderr,
+               "magnetar: {} is a synthetic model with RANDOM WEIGHTS: its output is noise\n",
+               f.model);
+  }
+  return engine;
 }
 
 engine::TurnOptions turn_options(const GenerationFlags& f) {

@@ -36,6 +36,7 @@ struct GenerationFlags {
 // Registers the flags on a subcommand.
 void add_generation_flags(CLI::App& app, GenerationFlags& flags);
 
+// Opens the model; says on stderr when its weights are random (a `magnetar synth` model).
 std::unique_ptr<engine::Engine> open_engine(const GenerationFlags& flags, int64_t context);
 engine::TurnOptions turn_options(const GenerationFlags& flags);
 // Applies --think / --think-max / --nothink (thinking at high effort when none is given).

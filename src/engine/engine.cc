@@ -60,6 +60,8 @@ Engine::Engine(const EngineOptions& options)
   context_ = options.context > 0 ? options.context : backend_->config().n_ctx_train;
   tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(file_));
   identity_ = sha256(file_.bytes().first(file_.data_offset()));
+  const gguf::GgufValue* synthetic = file_.metadata().find("magnetar.synthetic");
+  synthetic_ = synthetic != nullptr && synthetic->as_bool().value_or(false);
 }
 
 Engine::~Engine() = default;

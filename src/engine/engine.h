@@ -79,6 +79,8 @@ class Engine {
   const model::ModelConfig& config() const { return backend_->config(); }
   std::string_view backend_name() const { return backend_->name(); }
   int64_t context() const { return context_; }
+  // True for a model made by `magnetar synth` (random weights: its output is noise).
+  bool synthetic() const { return synthetic_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   // SHA-256 of the model file's header (metadata and tensor directory): what session files are
   // checked against.
@@ -100,6 +102,7 @@ class Engine {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   ModelIdentity identity_{};
   int64_t context_ = 0;
+  bool synthetic_ = false;
 };
 
 class Session {
