@@ -103,10 +103,10 @@ struct LoadedEntry {
 };
 
 struct StoreRequest {
-  std::span<const int32_t> tokens;  // what the payload's state has processed
-  std::string_view key_text;        // the rendered text of the tokens, or a visible transcript
-  std::span<const uint8_t> payload;
-  std::span<const ToolCallRecord> tool_calls;  // ToolIdMap::records_within(key_text)
+  std::span<const int32_t> tokens{};  // what the payload's state has processed
+  std::string_view key_text{};        // the rendered text of the tokens, or a visible transcript
+  std::span<const uint8_t> payload{};
+  std::span<const ToolCallRecord> tool_calls{};  // ToolIdMap::records_within(key_text)
   SaveReason reason = SaveReason::kUnknown;
   KeyKind key_kind = KeyKind::kTokenText;
 };
