@@ -397,7 +397,6 @@ StoreResult DiskKvCache::store(const StoreRequest& request) {
       usage.hits = it->second.info.hits;
       if (!brings_new) {
         it->second.info.last_used = usage.last_used;
-        usage.hits = it->second.info.hits;
         StoreResult result{
             StoreResult::Status::kAlreadyCached, it->second.info, it->second.info.file_bytes, {}};
         try {

@@ -12,7 +12,8 @@
 //   // a request missed the live session:
 //   if (auto hit = cache.lookup_text(prompt_text); hit && policy.may_load(hit->token_count)) {
 //     LoadedEntry e = cache.load(*hit);     // checksum verified; throws KvCacheError if refused
-//     session.load(e.payload);              // the entry's tokens are now the session's
+//     session.load(e.payload);              // its tokens are now the session's (on SessionError:
+//                                           // cache.erase(e.info.name) and prefill cold)
 //     tool_map.remember(e.tool_calls);
 //     if (policy.consume_after_load(e.tokens.size())) cache.erase(e.info.name);
 //   }
@@ -33,7 +34,7 @@
 //  * Every member may be called from any thread. Disk reads and writes run outside the internal
 //    lock, so a stats() or lookup() call is not held up by a large store(). One process owns a
 //    directory (an flock on magnetar-kvcache.lock; a second open fails with a clear error).
-//  * Lookups are served from memory; only loads read entry files.
+//  * Lookups are served from memory; only load() and find_tool_calls() read entry files.
 #pragma once
 
 #include <cstdint>
@@ -72,13 +73,13 @@ struct CacheReport {
 using ReportFn = std::function<void(const CacheReport&)>;
 
 struct CacheOptions {
-  std::filesystem::path dir;
+  std::filesystem::path dir{};
   uint64_t budget_bytes = uint64_t{4096} << 20;  // --kv-disk-space-mb × 2^20
   ModelIdentity model{};                         // engine::Engine::identity()
   // Called for each report, never while the cache's lock is held; may be empty.
-  ReportFn report;
+  ReportFn report{};
   // Unix seconds; empty: the system clock. Tests move time to exercise hit decay.
-  std::function<int64_t()> clock;
+  std::function<int64_t()> clock{};
 };
 
 struct EntryInfo {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <iostream>
 #include <optional>
@@ -326,6 +327,13 @@ TEST_F(DiskCache, AFailedWriteLeavesTheCacheIntact) {
   EXPECT_EQ(files_in(dir_).size(), 2u);
   EXPECT_EQ(cache.load(*cache.lookup(old_tokens)).payload, random_bytes(50000, 1));
   EXPECT_FALSE(cache.lookup(token_range(5000, 700)).has_value());
+}
+
+TEST(FileIo, NamesStorageErrorsInWords) {
+  EXPECT_EQ(describe_errno(ENOSPC), "the disk is full (ENOSPC)");
+  EXPECT_EQ(describe_errno(EFBIG), "the file size limit was reached (EFBIG)");
+  EXPECT_EQ(describe_errno(EIO), "input/output error (EIO)");
+  EXPECT_EQ(describe_errno(EDQUOT), "the disk quota is exhausted (EDQUOT)");
 }
 
 TEST_F(DiskCache, OneProcessOwnsADirectory) {
