@@ -1,0 +1,528 @@
+// The CUDA backend against the CPU reference backend on the tiny synthetic models (every layer
+// kind: window-only, ratio 4 with indexer, ratio 128, hash routing): logits close, greedy
+// continuations identical, chunked prefill and batches bit-identical to token-by-token decoding,
+// state export/import exact and interchangeable with the CPU, bad requests refused without
+// changing anything, and the expert cache giving the resident model's bits. Needs a CUDA GPU.
+//
+// The models come from MAGNETAR_TINY_Q2 / MAGNETAR_TINY_F32 when set (tests/gpu/run.sh writes
+// them), else they are synthesized into the test's scratch directory.
+#include "backend/cuda/cuda_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/device_weights.h"
+#include "engine/engine.h"
+#include "tiny_model.h"
+
+namespace magnetar::gpu {
+namespace {
+
+using testing::random_tokens;
+
+std::filesystem::path model_path(const std::string& types) {
+  const std::string var = "MAGNETAR_TINY_" + std::string(types == "q2" ? "Q2" : "F32");
+  if (const char* env = std::getenv(var.c_str()); env != nullptr && *env != '\0') return env;
+  return testing::tiny_model(types, 7, false);
+}
+
+// Tolerance of GPU logits against the CPU's, as max|a − b| / max|b| per position. The matrix
+// products are bit-identical and every other operation keeps the CPU's order; what differs is
+// the last bit of an exp/log1p/cos/sin now and then (the host library is not always correctly
+// rounded) and of a double-precision sum of squares. Such a bit moves later values by about 1e-7
+// relative, and the 4 layers and 129280-way head grow that to ~1e-6; 1e-4 leaves room for one
+// FP8 or FP4 rounding flipping to the neighbouring code (2^-4 relative on one element), which a
+// one-ulp difference does near a rounding boundary.
+constexpr double kLogitTolerance = 1e-4;
+
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
+  double worst = 0;
+  for (size_t row = 0; row * V < b.size(); ++row) {
+    double diff = 0, mag = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      diff = std::max(diff, std::abs(double(a[row * V + i]) - b[row * V + i]));
+      mag = std::max(mag, std::abs(double(b[row * V + i])));
+    }
+    worst = std::max(worst, diff / mag);
+  }
+  return worst;
+}
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Logits of every position of `tokens`, fed in chunks of `chunk` to one new sequence.
+std::vector<float> run(backend::Backend& b, std::span<const int32_t> tokens, int64_t chunk,
+                       backend::Sequence* sequence = nullptr) {
+  std::unique_ptr<backend::Sequence> own;
+  if (sequence == nullptr) {
+    own = b.new_sequence();
+    sequence = own.get();
+  }
+  std::vector<float> logits;
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  for (int64_t i = 0; i < T; i += chunk) {
+    backend::ForwardItem item;
+    item.sequence = sequence;
+    item.tokens = tokens.subspan(i, std::min(chunk, T - i));
+    item.all_logits = true;
+    b.forward(std::span(&item, 1));
+    logits.insert(logits.end(), item.logits.begin(), item.logits.end());
+  }
+  return logits;
+}
+
+// `n` greedy tokens after `sequence`'s last logits `last`.
+std::vector<int32_t> greedy(backend::Backend& b, backend::Sequence& sequence,
+                            std::vector<float> last, int n) {
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    out.push_back(argmax(last));
+    backend::ForwardItem item;
+    item.sequence = &sequence;
+    item.tokens = std::span(&out.back(), 1);
+    b.forward(std::span(&item, 1));
+    last = std::move(item.logits);
+  }
+  return out;
+}
+
+std::vector<float> prefill(backend::Backend& b, backend::Sequence& s,
+                           std::span<const int32_t> tokens) {
+  backend::ForwardItem item;
+  item.sequence = &s;
+  item.tokens = tokens;
+  b.forward(std::span(&item, 1));
+  return item.logits;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) return false;
+  }
+  return true;
+}
+
+void expect_compressor_equal(const std::optional<cpu::CompressorState>& a,
+                             const std::optional<cpu::CompressorState>& b,
+                             const std::string& where) {
+  ASSERT_EQ(a.has_value(), b.has_value()) << where;
+  if (!a) return;
+  EXPECT_EQ(a->ratio, b->ratio) << where;
+  EXPECT_TRUE(same_bits(a->kv, b->kv)) << where << " kv";
+  EXPECT_TRUE(same_bits(a->score, b->score)) << where << " score";
+  EXPECT_TRUE(same_bits(a->prev_kv, b->prev_kv)) << where << " prev_kv";
+  EXPECT_TRUE(same_bits(a->prev_score, b->prev_score)) << where << " prev_score";
+  EXPECT_TRUE(same_bits(a->rows, b->rows)) << where << " rows";
+}
+
+void expect_states_equal(const cpu::SequenceState& a, const cpu::SequenceState& b) {
+  EXPECT_EQ(a.position, b.position);
+  EXPECT_EQ(a.counters.window_wraps, b.counters.window_wraps);
+  EXPECT_EQ(a.counters.rows_emitted, b.counters.rows_emitted);
+  EXPECT_EQ(a.counters.indexer_partial_selections, b.counters.indexer_partial_selections);
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const std::string where = "layer " + std::to_string(l);
+    EXPECT_TRUE(same_bits(a.layers[l].window, b.layers[l].window)) << where << " window";
+    expect_compressor_equal(a.layers[l].compressor, b.layers[l].compressor, where + " compressor");
+    expect_compressor_equal(a.layers[l].indexer, b.layers[l].indexer, where + " indexer");
+  }
+  EXPECT_EQ(a.mtp.has_value(), b.mtp.has_value());
+}
+
+// Share of equal elements and the largest difference relative to the largest magnitude.
+struct Closeness {
+  double equal = 1;
+  double relative = 0;
+};
+Closeness closeness(const std::vector<float>& a, const std::vector<float>& b) {
+  Closeness c;
+  if (a.empty()) return c;
+  size_t equal = 0;
+  double diff = 0, mag = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    equal += a[i] == b[i];
+    if (std::isfinite(b[i])) {
+      diff = std::max(diff, std::abs(double(a[i]) - b[i]));
+      mag = std::max(mag, std::abs(double(b[i])));
+    }
+  }
+  c.equal = double(equal) / a.size();
+  c.relative = mag > 0 ? diff / mag : diff;
+  return c;
+}
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!cuda_backend_usable()) return;
+    f32_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("f32")));
+    q2_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("q2")));
+  }
+  static void TearDownTestSuite() {
+    delete f32_;
+    delete q2_;
+    f32_ = q2_ = nullptr;
+  }
+  void SetUp() override {
+    if (!cuda_backend_usable()) GTEST_SKIP() << "no usable CUDA device";
+  }
+
+  static const gguf::GgufFile& file(const std::string& types) {
+    return types == "q2" ? *q2_ : *f32_;
+  }
+  static std::unique_ptr<CudaBackend> cuda(const std::string& types, bool official = true,
+                                           int64_t context = 4096, size_t gpu_mem = 0) {
+    CudaOptions o;
+    o.context = context;
+    o.official_numerics = official;
+    o.gpu_mem = gpu_mem;
+    o.progress = false;
+    return std::make_unique<CudaBackend>(file(types), o);
+  }
+  static std::unique_ptr<cpu::CpuBackend> cpu(const std::string& types, bool official = true) {
+    cpu::CpuOptions o;
+    o.official_numerics = official;
+    return std::make_unique<cpu::CpuBackend>(file(types), o);
+  }
+
+  static gguf::GgufFile* f32_;
+  static gguf::GgufFile* q2_;
+};
+gguf::GgufFile* CudaBackendTest::f32_ = nullptr;
+gguf::GgufFile* CudaBackendTest::q2_ = nullptr;
+
+// 150 positions: past the 8-row window, the indexer choosing 8 of up to 37 rows, and a ratio-128
+// row.
+TEST_F(CudaBackendTest, LogitsCloseToCpu) {
+  for (const char* types : {"f32", "q2"}) {
+    for (bool official : {true, false}) {
+      SCOPED_TRACE(std::string(types) + (official ? ", official" : ", plain"));
+      auto g = cuda(types, official);
+      auto c = cpu(types, official);
+      const int64_t V = g->config().n_vocab;
+      const std::vector<int32_t> tokens = random_tokens(150, 1);
+      const std::vector<float> expected = run(*c, tokens, 150);
+      const std::vector<float> got = run(*g, tokens, 150);
+      ASSERT_EQ(got.size(), expected.size());
+      const double diff = relative_difference(got, expected, V);
+      std::cout << "[ logits   ] " << types << (official ? " official" : " plain")
+                << ": max |gpu - cpu| / max |cpu| over 150 positions = " << diff << "\n";
+      EXPECT_LE(diff, kLogitTolerance);
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, GreedyContinuationMatchesCpu) {
+  auto g = cuda("f32");
+  auto c = cpu("f32");
+  const std::vector<int32_t> prompt = random_tokens(16, 2);
+  auto gs = g->new_sequence();
+  auto cs = c->new_sequence();
+  const std::vector<int32_t> want = greedy(*c, *cs, prefill(*c, *cs, prompt), 64);
+  const std::vector<int32_t> got = greedy(*g, *gs, prefill(*g, *gs, prompt), 64);
+  EXPECT_EQ(got, want);
+}
+
+// Chunked prefill is the same computation as token-by-token decoding, to the bit, for every
+// chunk size (the matrix products sum in a fixed order whatever the token count).
+TEST_F(CudaBackendTest, ChunkSizesGiveTheSameBits) {
+  for (const char* types : {"f32", "q2"}) {
+    SCOPED_TRACE(types);
+    auto g = cuda(types);
+    const std::vector<int32_t> tokens = random_tokens(150, 3);
+    const std::vector<float> whole = run(*g, tokens, 512);
+    for (int64_t chunk : {1, 3, 16}) {
+      SCOPED_TRACE(chunk);
+      const std::vector<float> chunked = run(*g, tokens, chunk);
+      EXPECT_TRUE(same_bits(chunked, whole))
+          << "max difference " << relative_difference(chunked, whole, g->config().n_vocab);
+    }
+  }
+}
+
+// Sequences of different lengths prefilled and decoded together give each one's bits alone.
+TEST_F(CudaBackendTest, BatchesGiveTheSameBitsAsAlone) {
+  auto g = cuda("q2");
+  const std::vector<int64_t> lengths = {5, 17, 40, 131, 9};
+  std::vector<std::vector<int32_t>> seqs;
+  for (size_t i = 0; i < lengths.size(); ++i) seqs.push_back(random_tokens(lengths[i] + 3, 10 + i));
+  // Alone: all logits of the prefill, then three decode steps.
+  std::vector<std::vector<float>> alone(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    auto s = g->new_sequence();
+    alone[i] = run(*g, std::span<const int32_t>(seqs[i]).first(lengths[i]), 512, s.get());
+    const std::vector<float> rest =
+        run(*g, std::span<const int32_t>(seqs[i]).subspan(lengths[i]), 1, s.get());
+    alone[i].insert(alone[i].end(), rest.begin(), rest.end());
+  }
+  for (size_t batch : {size_t{2}, size_t{5}}) {
+    SCOPED_TRACE(batch);
+    std::vector<std::unique_ptr<backend::Sequence>> states;
+    std::vector<std::vector<float>> got(batch);
+    std::vector<backend::ForwardItem> items(batch);
+    for (size_t i = 0; i < batch; ++i) {
+      states.push_back(g->new_sequence());
+      items[i].sequence = states[i].get();
+      items[i].tokens = std::span<const int32_t>(seqs[i]).first(lengths[i]);
+      items[i].all_logits = true;
+    }
+    g->forward(items);
+    for (size_t i = 0; i < batch; ++i) got[i] = items[i].logits;
+    for (int64_t step = 0; step < 3; ++step) {
+      for (size_t i = 0; i < batch; ++i) {
+        items[i].tokens = std::span<const int32_t>(seqs[i]).subspan(lengths[i] + step, 1);
+      }
+      g->forward(items);
+      for (size_t i = 0; i < batch; ++i)
+        got[i].insert(got[i].end(), items[i].logits.begin(), items[i].logits.end());
+    }
+    for (size_t i = 0; i < batch; ++i) EXPECT_TRUE(same_bits(got[i], alone[i])) << "sequence " << i;
+  }
+}
+
+// A CPU state imported and exported again is bit-identical (session files move between
+// backends); 137 positions cover every kind of state: a wrapped window, compressed rows of both
+// ratios, indexer rows, partial blocks.
+TEST_F(CudaBackendTest, ImportExportIsExact) {
+  for (const char* types : {"f32", "q2"}) {
+    SCOPED_TRACE(types);
+    auto g = cuda(types);
+    auto c = cpu(types);
+    auto cs = c->new_sequence();
+    prefill(*c, *cs, random_tokens(137, 4));
+    const cpu::SequenceState state = cs->export_state();
+    auto gs = g->import_state(state);
+    EXPECT_EQ(gs->position(), 137);
+    expect_states_equal(gs->export_state(), state);
+  }
+}
+
+// The GPU's own state after 300 positions: the CPU's counters exactly, and rows that are the
+// CPU's FP8/FP4 codes but where a one-ulp difference moved a value across a rounding boundary.
+TEST_F(CudaBackendTest, StateMatchesCpu) {
+  auto g = cuda("f32");
+  auto c = cpu("f32");
+  const std::vector<int32_t> tokens = random_tokens(300, 5);
+  auto gs = g->new_sequence();
+  auto cs = c->new_sequence();
+  prefill(*g, *gs, tokens);
+  prefill(*c, *cs, tokens);
+  const cpu::SequenceState a = gs->export_state(), b = cs->export_state();
+  EXPECT_EQ(a.position, b.position);
+  EXPECT_EQ(a.counters.window_wraps, b.counters.window_wraps);
+  EXPECT_EQ(a.counters.rows_emitted, b.counters.rows_emitted);
+  EXPECT_EQ(a.counters.indexer_partial_selections, b.counters.indexer_partial_selections);
+  for (size_t l = 0; l < b.layers.size(); ++l) {
+    SCOPED_TRACE("layer " + std::to_string(l));
+    auto check = [](const std::vector<float>& x, const std::vector<float>& y, const char* what) {
+      ASSERT_EQ(x.size(), y.size()) << what;
+      const Closeness cl = closeness(x, y);
+      std::cout << "[ state    ] " << what << ": " << x.size() << " values, " << cl.equal * 100
+                << "% equal, max relative difference " << cl.relative << "\n";
+      EXPECT_GE(cl.equal, 0.99) << what;
+      EXPECT_LE(cl.relative, 1e-2) << what;
+    };
+    check(a.layers[l].window, b.layers[l].window, "window");
+    for (auto [x, y, name] :
+         {std::tuple{&a.layers[l].compressor, &b.layers[l].compressor, "compressor"},
+          std::tuple{&a.layers[l].indexer, &b.layers[l].indexer, "indexer"}}) {
+      ASSERT_EQ(x->has_value(), y->has_value());
+      if (!*x) continue;
+      check((*x)->rows, (*y)->rows, name);
+      check((*x)->kv, (*y)->kv, name);
+    }
+  }
+}
+
+// Sessions move both ways: a prefix processed on one backend continues on the other exactly as it
+// would have where it started (greedy tokens on the float32 model).
+TEST_F(CudaBackendTest, StatesContinueAcrossBackends) {
+  auto g = cuda("f32");
+  auto c = cpu("f32");
+  const std::vector<int32_t> prompt = random_tokens(40, 6);
+  auto cs = c->new_sequence();
+  const std::vector<float> cpu_last = prefill(*c, *cs, prompt);
+  auto gs = g->new_sequence();
+  const std::vector<float> gpu_last = prefill(*g, *gs, prompt);
+
+  // CPU → CUDA.
+  auto imported = g->import_state(cs->export_state());
+  const std::vector<int32_t> on_gpu = greedy(*g, *imported, cpu_last, 24);
+  // CUDA → CPU.
+  auto back = c->import_state(gs->export_state());
+  const std::vector<int32_t> on_cpu = greedy(*c, *back, gpu_last, 24);
+  const std::vector<int32_t> cpu_alone = greedy(*c, *cs, cpu_last, 24);
+  const std::vector<int32_t> gpu_alone = greedy(*g, *gs, gpu_last, 24);
+  EXPECT_EQ(on_gpu, cpu_alone);
+  EXPECT_EQ(on_cpu, gpu_alone);
+  EXPECT_EQ(gpu_alone, cpu_alone);
+}
+
+TEST_F(CudaBackendTest, CloneIsASnapshot) {
+  auto g = cuda("q2");
+  const std::vector<int32_t> tokens = random_tokens(30, 7);
+  auto s = g->new_sequence();
+  prefill(*g, *s, std::span<const int32_t>(tokens).first(20));
+  auto snapshot = s->clone();
+  const cpu::SequenceState before = s->export_state();
+  const std::vector<float> first = prefill(*g, *s, std::span<const int32_t>(tokens).subspan(20));
+  EXPECT_EQ(snapshot->position(), 20);
+  expect_states_equal(snapshot->export_state(), before);
+  const std::vector<float> again =
+      prefill(*g, *snapshot, std::span<const int32_t>(tokens).subspan(20));
+  EXPECT_TRUE(same_bits(again, first));
+}
+
+// Bad requests throw std::invalid_argument before anything runs: every sequence of the call keeps
+// its state.
+TEST_F(CudaBackendTest, BadRequestsChangeNothing) {
+  auto g = cuda("q2", true, 64);
+  auto c = cpu("q2");
+  const int32_t vocab = static_cast<int32_t>(g->config().n_vocab);
+  auto a = g->new_sequence();
+  auto b = g->new_sequence();
+  const std::vector<int32_t> tokens = random_tokens(20, 8);
+  prefill(*g, *a, tokens);
+  prefill(*g, *b, std::span<const int32_t>(tokens).first(10));
+  const cpu::SequenceState a_before = a->export_state(), b_before = b->export_state();
+
+  const std::vector<int32_t> good = {1, 2, 3};
+  auto cpu_sequence = c->new_sequence();
+  const std::vector<int32_t> too_long(50, 7);
+  for (const std::vector<int32_t>& bad : {std::vector<int32_t>{5, vocab}, std::vector<int32_t>{-1},
+                                          std::vector<int32_t>{}, too_long}) {
+    std::vector<backend::ForwardItem> items(2);
+    items[0].sequence = a.get();
+    items[0].tokens = good;
+    items[1].sequence = b.get();
+    items[1].tokens = bad;
+    EXPECT_THROW(g->forward(items), std::invalid_argument) << bad.size() << " tokens";
+  }
+  {
+    std::vector<backend::ForwardItem> items(2);
+    items[0].sequence = a.get();
+    items[0].tokens = good;
+    items[1].sequence = cpu_sequence.get();
+    items[1].tokens = good;
+    EXPECT_THROW(g->forward(items), std::invalid_argument) << "a CPU sequence";
+  }
+  EXPECT_EQ(a->position(), 20);
+  EXPECT_EQ(b->position(), 10);
+  expect_states_equal(a->export_state(), a_before);
+  expect_states_equal(b->export_state(), b_before);
+}
+
+TEST_F(CudaBackendTest, ContextLimitsSequences) {
+  auto g = cuda("q2", true, 24);
+  auto s = g->new_sequence();
+  prefill(*g, *s, random_tokens(20, 9));
+  std::vector<int32_t> five = random_tokens(5, 10);
+  EXPECT_THROW(prefill(*g, *s, five), std::invalid_argument);
+  EXPECT_EQ(s->position(), 20);
+  prefill(*g, *s, std::span<const int32_t>(five).first(4));
+  EXPECT_EQ(s->position(), 24);
+
+  auto c = cpu("q2");
+  auto cs = c->new_sequence();
+  prefill(*c, *cs, random_tokens(30, 11));
+  EXPECT_THROW(g->import_state(cs->export_state()), std::invalid_argument);
+}
+
+// A state computed with plain numerics is not on the FP8/FP4 grid the official backend stores,
+// so that backend refuses it; a plain backend keeps it exactly.
+TEST_F(CudaBackendTest, PlainStatesNeedPlainBackend) {
+  auto plain_cpu = cpu("q2", false);
+  auto s = plain_cpu->new_sequence();
+  prefill(*plain_cpu, *s, random_tokens(50, 12));
+  const cpu::SequenceState state = s->export_state();
+  EXPECT_THROW(cuda("q2", true)->import_state(state), std::invalid_argument);
+  auto plain = cuda("q2", false);
+  expect_states_equal(plain->import_state(state)->export_state(), state);
+}
+
+TEST_F(CudaBackendTest, MtpStatesAreRefused) {
+  auto c = cpu("q2");
+  cpu::SequenceState state = c->new_sequence()->export_state();
+  state.mtp = state.layers[0];
+  EXPECT_THROW(cuda("q2")->import_state(state), std::invalid_argument);
+  cpu::SequenceState wrong = c->new_sequence()->export_state();
+  wrong.layers.pop_back();
+  EXPECT_THROW(cuda("q2")->import_state(wrong), std::invalid_argument);
+}
+
+// With a weight budget below the model's size, routed experts are served from host memory
+// through the expert cache: the same bits as with every expert resident.
+TEST_F(CudaBackendTest, ExpertCacheGivesTheSameBits) {
+  const model::ModelConfig config = model::ModelConfig::from_metadata(q2_->metadata());
+  const WeightBytes sizes = weight_bytes(model::bind_weights(*q2_, config), config);
+  auto resident = cuda("q2");
+  ASSERT_EQ(resident->model().expert_cache(), nullptr);
+  // Room for the other weights and about half the experts: at least one layer's, as required.
+  auto spilled = cuda("q2", true, 4096, sizes.total - sizes.routed_experts / 2);
+  const ExpertCache* cache = spilled->model().expert_cache();
+  ASSERT_NE(cache, nullptr);
+  EXPECT_LT(cache->slots(), int64_t{config.n_layer} * config.n_expert);
+  const std::vector<int32_t> tokens = random_tokens(60, 13);
+  EXPECT_TRUE(same_bits(run(*spilled, tokens, 16), run(*resident, tokens, 16)));
+  EXPECT_TRUE(same_bits(run(*spilled, tokens, 1), run(*resident, tokens, 1)));
+  EXPECT_GT(cache->misses(), cache->slots());  // experts were evicted and fetched again
+  EXPECT_GT(cache->hits(), 0);
+  std::cout << "[ experts  ] " << cache->slots() << " slots, " << cache->hits() << " hits, "
+            << cache->misses()
+            << " misses, pinned host memory: " << (cache->pinned() ? "yes" : "no") << "\n";
+}
+
+// The engine runs on the CUDA backend and its session files resume on the CPU and back.
+TEST_F(CudaBackendTest, EngineSessionsMoveBetweenBackends) {
+  const std::filesystem::path path = model_path("f32");
+  engine::EngineOptions o;
+  o.model = path;
+  o.context = 256;
+  o.backend = "cuda";
+  engine::Engine on_gpu(o);
+  EXPECT_EQ(on_gpu.backend_name(), "cuda");
+  o.backend = "cpu";
+  engine::Engine on_cpu(o);
+  const std::vector<int32_t> prompt = random_tokens(30, 14);
+
+  auto g = on_gpu.new_session();
+  g->set_tokens(prompt);
+  engine::Session* gb[] = {g.get()};
+  on_gpu.step(gb);
+  auto c = on_cpu.new_session();
+  c->load(g->save());
+  EXPECT_EQ(c->tokens(), prompt);
+  for (int i = 0; i < 8; ++i) {
+    const int32_t next = argmax(g->logits());
+    ASSERT_EQ(argmax(c->logits()), next) << "step " << i;
+    g->append(next);
+    c->append(next);
+    engine::Session* cb[] = {c.get()};
+    on_gpu.step(gb);
+    on_cpu.step(cb);
+  }
+  auto back = on_gpu.new_session();
+  back->load(c->save());
+  engine::Session* bb[] = {back.get()};
+  back->append(argmax(c->logits()));
+  g->append(argmax(g->logits()));
+  on_gpu.step(bb);
+  on_gpu.step(gb);
+  EXPECT_EQ(argmax(back->logits()), argmax(g->logits()));
+}
+
+}  // namespace
+}  // namespace magnetar::gpu
