@@ -102,7 +102,9 @@ CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
                                                   config_.yarn_beta_fast, config_.yarn_beta_slow});
   rope_window_ = DeviceArray<float>(std::span<const float>(frequencies(window)));
   rope_compressed_ = DeviceArray<float>(std::span<const float>(frequencies(compressed)));
-  MAGNETAR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  // A blocking stream: it orders itself after the synchronous copies of DeviceArray (legacy default
+  // stream), which fill weights, states and batch inputs.
+  MAGNETAR_CUDA_CHECK(cudaStreamCreate(&stream_));
 }
 
 CudaModel::~CudaModel() {

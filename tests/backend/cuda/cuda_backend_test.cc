@@ -347,6 +347,33 @@ TEST_F(CudaBackendTest, StateMatchesCpu) {
   }
 }
 
+// A short run through every kernel (both compressors, indexer scoring and top-k, sparse
+// attention, routed and hash experts, batching), for compute-sanitizer (tests/gpu/run.sh): chunks
+// and batches must agree, and every logit is finite.
+TEST_F(CudaBackendTest, ShortWorkload) {
+  auto g = cuda("q2");
+  const std::vector<int32_t> tokens = random_tokens(140, 15);
+  auto whole = g->new_sequence();
+  const std::vector<float> last = prefill(*g, *whole, tokens);
+  for (float v : last) ASSERT_TRUE(std::isfinite(v));
+  auto a = g->new_sequence();
+  auto b = g->new_sequence();
+  std::vector<backend::ForwardItem> items(2);
+  items[0].sequence = a.get();
+  items[0].tokens = std::span<const int32_t>(tokens).first(70);
+  items[1].sequence = b.get();
+  items[1].tokens = std::span<const int32_t>(tokens).first(3);
+  g->forward(items);
+  items[0].tokens = std::span<const int32_t>(tokens).subspan(70);
+  items[1].tokens = std::span<const int32_t>(tokens).subspan(3, 1);
+  g->forward(items);
+  EXPECT_TRUE(same_bits(items[0].logits, last));
+  auto c = g->new_sequence();
+  prefill(*g, *c, std::span<const int32_t>(tokens).first(3));
+  EXPECT_TRUE(
+      same_bits(items[1].logits, prefill(*g, *c, std::span<const int32_t>(tokens).subspan(3, 1))));
+}
+
 // Sessions move both ways: a prefix processed on one backend continues on the other exactly as it
 // would have where it started (greedy tokens on the float32 model).
 TEST_F(CudaBackendTest, StatesContinueAcrossBackends) {
@@ -401,7 +428,7 @@ TEST_F(CudaBackendTest, BadRequestsChangeNothing) {
 
   const std::vector<int32_t> good = {1, 2, 3};
   auto cpu_sequence = c->new_sequence();
-  const std::vector<int32_t> too_long(50, 7);
+  const std::vector<int32_t> too_long(60, 7);  // 10 + 60 > 64
   for (const std::vector<int32_t>& bad : {std::vector<int32_t>{5, vocab}, std::vector<int32_t>{-1},
                                           std::vector<int32_t>{}, too_long}) {
     std::vector<backend::ForwardItem> items(2);
