@@ -61,6 +61,15 @@ export MAGNETAR_TINY_F32=$models/tiny-f32.gguf
 
 step gpu-tests "$bin/magnetar_cuda_tests"
 
+# Optionally (MAGNETAR_GPU_BENCH=1) the throughput on a 3-layer model of Flash's shapes (7 GiB).
+if [[ ${MAGNETAR_GPU_BENCH:-0} == 1 ]]; then
+  step synth-bench "$bin/magnetar" synth --preset v4-flash-q2 --layers 3 --compress-ratios 4,128,4 \
+    --hash-layers 1 --no-mtp -o "$models/flash-3-layers.gguf"
+  MAGNETAR_BENCH_MODEL=$models/flash-3-layers.gguf step bench "$bin/magnetar_cuda_tests" \
+    --gtest_filter='CudaThroughput.*'
+  rm -f "$models/flash-3-layers.gguf"
+fi
+
 # The sanitizers slow kernels down by one or two orders of magnitude: a short workload that still
 # reaches every kernel, and the kernel unit tests.
 sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaNumerics*'
@@ -78,7 +87,7 @@ fi
 
 echo
 echo "GPU: $(cat "$out/gpu.txt")"
-grep -h '^\[ \(logits\|state\|experts\)' "$out/gpu-tests.log" 2>/dev/null | sort -u | head -40
+grep -h '^\[ \(logits\|state\|experts\|speed\)' "$out"/gpu-tests.log "$out"/bench.log 2>/dev/null | head -60
 tests_line=$(grep -E '^\[  (PASSED|FAILED) +\]' "$out/gpu-tests.log" | head -3 | tr '\n' ' ')
 echo "gpu-tests: $tests_line"
 echo

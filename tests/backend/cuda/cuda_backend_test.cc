@@ -35,14 +35,80 @@ std::filesystem::path model_path(const std::string& types) {
   return testing::tiny_model(types, 7, false);
 }
 
-// Tolerance of GPU logits against the CPU's, as max|a − b| / max|b| per position. The matrix
-// products are bit-identical and every other operation keeps the CPU's order; what differs is
-// the last bit of an exp/log1p/cos/sin now and then (the host library is not always correctly
-// rounded) and of a double-precision sum of squares. Such a bit moves later values by about 1e-7
-// relative, and the 4 layers and 129280-way head grow that to ~1e-6; 1e-4 leaves room for one
-// FP8 or FP4 rounding flipping to the neighbouring code (2^-4 relative on one element), which a
-// one-ulp difference does near a rounding boundary.
-constexpr double kLogitTolerance = 1e-4;
+// How close GPU logits are to the CPU's, per position: max|a − b| / max|b|.
+//
+// The matrix products are bit-identical and every other operation keeps the CPU's order; what
+// differs is the last bit of an exp/log1p/cos/sin now and then (the host library is not always
+// correctly rounded; the GPU computes them in double and rounds once) and of a double-precision
+// sum of squares. With plain numerics such a bit moves the logits by ~1e-7 relative (measured on
+// an H100: 5.6e-7 at worst over 150 positions, f32 and q2), so 1e-5 is the bound.
+//
+// The official numerics round activations to FP8/FP4 grids about ten times per layer. A last-bit
+// difference in front of a rounding moves the value to the neighbouring code now and then (one
+// element changing by up to 1/8 of its size), and a changed code can change the indexer's or the
+// router's choice further on, which moves a whole position's logits. So the official comparison
+// is statistical, as cuda-design.md §8.2 plans: most positions within 1e-3, the median far below,
+// the same top-1 token almost everywhere, and a small mean KL divergence. A real error (a wrong
+// row, a wrong position) breaks every one of these at once.
+constexpr double kPlainTolerance = 1e-5;
+constexpr double kOfficialMedian = 1e-4;
+constexpr double kOfficialWithin1e3 = 0.9;  // share of positions within 1e-3
+constexpr double kOfficialTop1 = 0.95;      // share of positions with the same argmax
+constexpr double kOfficialMeanKl = 1e-3;    // nats
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Per-position agreement of logits a (GPU) with b (CPU, the reference).
+struct Agreement {
+  std::vector<double> relative;  // max|a − b| / max|b| per position
+  double top1 = 0;               // share of positions with the same argmax
+  double mean_kl = 0;            // mean KL(softmax(b) ‖ softmax(a)), nats
+
+  double quantile(double q) const {
+    std::vector<double> r = relative;
+    std::sort(r.begin(), r.end());
+    return r[static_cast<size_t>(q * (r.size() - 1))];
+  }
+  double share_within(double bound) const {
+    return double(std::count_if(relative.begin(), relative.end(),
+                                [&](double r) { return r <= bound; })) /
+           relative.size();
+  }
+};
+
+Agreement agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
+  Agreement g;
+  const size_t rows = b.size() / V;
+  for (size_t row = 0; row < rows; ++row) {
+    const float* x = a.data() + row * V;
+    const float* y = b.data() + row * V;
+    double diff = 0, mag = 0, mx = -INFINITY, my = -INFINITY;
+    for (int64_t i = 0; i < V; ++i) {
+      diff = std::max(diff, std::abs(double(x[i]) - y[i]));
+      mag = std::max(mag, std::abs(double(y[i])));
+      mx = std::max(mx, double(x[i]));
+      my = std::max(my, double(y[i]));
+    }
+    g.relative.push_back(diff / mag);
+    g.top1 += argmax(std::span(x, V)) == argmax(std::span(y, V));
+    double sx = 0, sy = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      sx += std::exp(x[i] - mx);
+      sy += std::exp(y[i] - my);
+    }
+    double kl = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      const double ly = y[i] - my - std::log(sy), lx = x[i] - mx - std::log(sx);
+      kl += std::exp(ly) * (ly - lx);
+    }
+    g.mean_kl += kl;
+  }
+  g.top1 /= rows;
+  g.mean_kl /= rows;
+  return g;
+}
 
 double relative_difference(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
   double worst = 0;
@@ -55,10 +121,6 @@ double relative_difference(const std::vector<float>& a, const std::vector<float>
     worst = std::max(worst, diff / mag);
   }
   return worst;
-}
-
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
 // Logits of every position of `tokens`, fed in chunks of `chunk` to one new sequence.
@@ -217,10 +279,21 @@ TEST_F(CudaBackendTest, LogitsCloseToCpu) {
       const std::vector<float> expected = run(*c, tokens, 150);
       const std::vector<float> got = run(*g, tokens, 150);
       ASSERT_EQ(got.size(), expected.size());
-      const double diff = relative_difference(got, expected, V);
+      const Agreement a = agreement(got, expected, V);
       std::cout << "[ logits   ] " << types << (official ? " official" : " plain")
-                << ": max |gpu - cpu| / max |cpu| over 150 positions = " << diff << "\n";
-      EXPECT_LE(diff, kLogitTolerance);
+                << ", 150 positions, max|gpu - cpu| / max|cpu|: median " << a.quantile(0.5)
+                << ", 90% " << a.quantile(0.9) << ", max " << a.quantile(1.0) << "; within 1e-3 "
+                << a.share_within(1e-3) << ", same top-1 " << a.top1 << ", mean KL " << a.mean_kl
+                << "\n";
+      if (official) {
+        EXPECT_LE(a.quantile(0.5), kOfficialMedian);
+        EXPECT_GE(a.share_within(1e-3), kOfficialWithin1e3);
+        EXPECT_GE(a.top1, kOfficialTop1);
+        EXPECT_LE(a.mean_kl, kOfficialMeanKl);
+      } else {
+        EXPECT_LE(a.quantile(1.0), kPlainTolerance);
+        EXPECT_EQ(a.top1, 1.0);
+      }
     }
   }
 }
@@ -310,11 +383,13 @@ TEST_F(CudaBackendTest, ImportExportIsExact) {
   }
 }
 
-// The GPU's own state after 300 positions: the CPU's counters exactly, and rows that are the
-// CPU's FP8/FP4 codes but where a one-ulp difference moved a value across a rounding boundary.
+// The GPU's own state after 300 positions against the CPU's: the same counters, float32 values
+// (RoPE dims, compressor blocks) within a few roundings, and FP8/FP4-coded values almost all on
+// the same code (see the logit tolerances for why a few move to a neighbouring code).
 TEST_F(CudaBackendTest, StateMatchesCpu) {
   auto g = cuda("f32");
   auto c = cpu("f32");
+  const model::ModelConfig& config = g->config();
   const std::vector<int32_t> tokens = random_tokens(300, 5);
   auto gs = g->new_sequence();
   auto cs = c->new_sequence();
@@ -325,24 +400,37 @@ TEST_F(CudaBackendTest, StateMatchesCpu) {
   EXPECT_EQ(a.counters.window_wraps, b.counters.window_wraps);
   EXPECT_EQ(a.counters.rows_emitted, b.counters.rows_emitted);
   EXPECT_EQ(a.counters.indexer_partial_selections, b.counters.indexer_partial_selections);
+  // Splits rows of `dims` values into their coded dims [0, coded) and float dims, and checks each.
+  auto check_rows = [](const std::vector<float>& x, const std::vector<float>& y, size_t dims,
+                       size_t coded, const std::string& what) {
+    ASSERT_EQ(x.size(), y.size()) << what;
+    std::vector<float> xc, yc, xf, yf;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const bool is_coded = i % dims < coded;
+      (is_coded ? xc : xf).push_back(x[i]);
+      (is_coded ? yc : yf).push_back(y[i]);
+    }
+    const Closeness codes = closeness(xc, yc), floats = closeness(xf, yf);
+    std::cout << "[ state    ] " << what << ": " << xc.size() << " coded values, "
+              << codes.equal * 100 << "% equal (max relative difference " << codes.relative << "); "
+              << xf.size() << " float values, max relative difference " << floats.relative << "\n";
+    EXPECT_GE(codes.equal, 0.97) << what;
+    EXPECT_LE(floats.relative, 1e-5) << what;
+  };
+  const size_t hd = config.head_dim, nope = hd - config.rope_dim, id = config.indexer_head_dim;
   for (size_t l = 0; l < b.layers.size(); ++l) {
-    SCOPED_TRACE("layer " + std::to_string(l));
-    auto check = [](const std::vector<float>& x, const std::vector<float>& y, const char* what) {
-      ASSERT_EQ(x.size(), y.size()) << what;
-      const Closeness cl = closeness(x, y);
-      std::cout << "[ state    ] " << what << ": " << x.size() << " values, " << cl.equal * 100
-                << "% equal, max relative difference " << cl.relative << "\n";
-      EXPECT_GE(cl.equal, 0.99) << what;
-      EXPECT_LE(cl.relative, 1e-2) << what;
-    };
-    check(a.layers[l].window, b.layers[l].window, "window");
-    for (auto [x, y, name] :
-         {std::tuple{&a.layers[l].compressor, &b.layers[l].compressor, "compressor"},
-          std::tuple{&a.layers[l].indexer, &b.layers[l].indexer, "indexer"}}) {
-      ASSERT_EQ(x->has_value(), y->has_value());
-      if (!*x) continue;
-      check((*x)->rows, (*y)->rows, name);
-      check((*x)->kv, (*y)->kv, name);
+    const std::string layer = "layer " + std::to_string(l);
+    check_rows(a.layers[l].window, b.layers[l].window, hd, nope, layer + " window");
+    if (b.layers[l].compressor) {
+      check_rows(a.layers[l].compressor->rows, b.layers[l].compressor->rows, hd, nope,
+                 layer + " compressed rows");
+      check_rows(a.layers[l].compressor->kv, b.layers[l].compressor->kv, hd, 0,
+                 layer + " compressor block");
+    }
+    if (b.layers[l].indexer) {
+      check_rows(a.layers[l].indexer->rows, b.layers[l].indexer->rows, id, id,
+                 layer + " indexer rows");
+      check_rows(a.layers[l].indexer->kv, b.layers[l].indexer->kv, id, 0, layer + " indexer block");
     }
   }
 }
