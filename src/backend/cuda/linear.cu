@@ -13,8 +13,11 @@
 namespace magnetar::gpu {
 namespace {
 
-constexpr int kRows = 64;   // output rows per thread block, one per thread
-constexpr int kChunk = 64;  // inputs staged per step (a multiple of 4)
+constexpr int kRows = 64;   // output rows per thread block
+constexpr int kChains = 4;  // partial sums per output (the CPU's k mod 4), one thread each
+constexpr int kThreads = kRows * kChains;
+constexpr int kChunk = 128;             // inputs staged per step (a multiple of 4)
+constexpr int kRowStride = kChunk + 4;  // ≡ 4 (mod 32): the 8 rows a warp reads hit distinct banks
 
 struct LinearParams {
   const uint8_t* w;                  // dense: the matrix
@@ -31,10 +34,12 @@ struct LinearParams {
 };
 
 // Grid: (token tiles, row tiles). Dense: a token tile is kTokens consecutive tokens sharing W;
-// experts (kTokens = 1): one pair, whose expert gives W.
+// experts (kTokens = 1): one pair, whose expert gives W. Thread 4r + j owns partial sum j of row
+// r: the values k ≡ j (mod 4) in increasing k, exactly the CPU's chain; the four chains of a row
+// sit in adjacent lanes and are combined as (s0 + s1) + (s2 + s3) by shuffles.
 template <typename Decoder, int kTokens, bool kExperts>
-__global__ void __launch_bounds__(kRows) linear_kernel(LinearParams p) {
-  __shared__ float w_tile[kRows][kChunk + 1];  // +1: row r and r + 1 in different banks
+__global__ void __launch_bounds__(kThreads) linear_kernel(LinearParams p) {
+  __shared__ float w_tile[kRows * kRowStride];
   __shared__ float x_tile[kTokens][kChunk];
 
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kRows;
@@ -46,21 +51,25 @@ __global__ void __launch_bounds__(kRows) linear_kernel(LinearParams p) {
     x = p.x + (tok0 / p.x_divisor) * p.x_stride;
   }
   const int n_tok = static_cast<int>(min(static_cast<int64_t>(kTokens), p.n_tokens - tok0));
+  const int r = static_cast<int>(threadIdx.x) / kChains;
+  const int chain = static_cast<int>(threadIdx.x) % kChains;
 
-  float acc[kTokens][4];
+  float acc[kTokens];
 #pragma unroll
-  for (int t = 0; t < kTokens; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+  for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
 
   for (int64_t k0 = 0; k0 < p.cols; k0 += kChunk) {
-    for (int e = threadIdx.x; e < kRows * kChunk; e += kRows) {
-      const int r = e / kChunk;
+    // Stage: consecutive threads decode consecutive values of a row.
+#pragma unroll 4
+    for (int e = threadIdx.x; e < kRows * kChunk; e += kThreads) {
+      const int er = e / kChunk;
       const int kk = e % kChunk;
-      const int64_t row = row0 + r;
+      const int64_t row = row0 + er;
       const int64_t k = k0 + kk;
-      w_tile[r][kk] =
+      w_tile[er * kRowStride + kk] =
           row < p.rows && k < p.cols ? Decoder::at(w + row * p.row_bytes, k, p.tables) : 0.0f;
     }
-    for (int e = threadIdx.x; e < kTokens * kChunk; e += kRows) {
+    for (int e = threadIdx.x; e < kTokens * kChunk; e += kThreads) {
       const int t = e / kChunk;
       const int kk = e % kChunk;
       const int64_t k = k0 + kk;
@@ -68,25 +77,22 @@ __global__ void __launch_bounds__(kRows) linear_kernel(LinearParams p) {
     }
     __syncthreads();
     const int kn = static_cast<int>(min(static_cast<int64_t>(kChunk), p.cols - k0));
-    const float* wr = w_tile[threadIdx.x];
-    for (int kk = 0; kk < kn; kk += 4) {
+    const float* wr = w_tile + r * kRowStride;
+    for (int kk = chain; kk < kn; kk += kChains) {
+      const float wv = wr[kk];
 #pragma unroll
-      for (int t = 0; t < kTokens; ++t) {
-        acc[t][0] += wr[kk] * x_tile[t][kk];
-        acc[t][1] += wr[kk + 1] * x_tile[t][kk + 1];
-        acc[t][2] += wr[kk + 2] * x_tile[t][kk + 2];
-        acc[t][3] += wr[kk + 3] * x_tile[t][kk + 3];
-      }
+      for (int t = 0; t < kTokens; ++t) acc[t] += wv * x_tile[t][kk];
     }
     __syncthreads();
   }
 
-  const int64_t row = row0 + threadIdx.x;
-  if (row >= p.rows) return;
+  const int64_t row = row0 + r;
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) {
-    if (t < n_tok)
-      p.y[(tok0 + t) * p.y_stride + row] = (acc[t][0] + acc[t][1]) + (acc[t][2] + acc[t][3]);
+    // Every lane takes part in the shuffles; lane 4r + 0 ends with (s0 + s1) + (s2 + s3).
+    const float pair = acc[t] + __shfl_xor_sync(0xffffffffu, acc[t], 1);
+    const float sum = pair + __shfl_xor_sync(0xffffffffu, pair, 2);
+    if (chain == 0 && row < p.rows && t < n_tok) p.y[(tok0 + t) * p.y_stride + row] = sum;
   }
 }
 
@@ -104,7 +110,7 @@ void launch(quant::GgmlType type, const LinearParams& p, const char* name, cudaS
   const dim3 grid(static_cast<unsigned>((p.n_tokens + kTokens - 1) / kTokens),
                   static_cast<unsigned>(row_tiles));
   const bool known = with_row_decoder(type, [&]<typename Decoder>() {
-    linear_kernel<Decoder, kTokens, kExperts><<<grid, kRows, 0, stream>>>(p);
+    linear_kernel<Decoder, kTokens, kExperts><<<grid, kThreads, 0, stream>>>(p);
   });
   if (!known) {
     throw std::invalid_argument(std::string("linear_cuda: ") + (name ? name : "matrix") +

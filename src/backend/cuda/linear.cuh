@@ -9,8 +9,10 @@
 // number of tokens: decode, chunked prefill and batches give the same bits.
 //
 // The kernel stages a tile of 64 decoded weight rows and up to 8 activation rows in shared memory
-// per step of 64 inputs; one thread owns one output row. That is simple and correct, not fast:
-// a token tile re-decodes its weights (cuda-design.md §2.4 is the fast design).
+// per step of 128 inputs; four threads own one output row, one partial sum each. That is simple
+// and correct, not fast: at most 4 threads work on an output, so small matrices leave the GPU
+// mostly idle during decode, and each token tile decodes the weights again during prefill
+// (cuda-design.md §2.4 is the fast design, which gives up the CPU's summation order).
 //
 // Requirements: cols a multiple of 4 (every V4 matrix is), 4-byte aligned x and y. Violations
 // throw std::invalid_argument before anything is enqueued; launch failures std::runtime_error.

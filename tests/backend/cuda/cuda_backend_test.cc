@@ -45,16 +45,22 @@ std::filesystem::path model_path(const std::string& types) {
 //
 // The official numerics round activations to FP8/FP4 grids about ten times per layer. A last-bit
 // difference in front of a rounding moves the value to the neighbouring code now and then (one
-// element changing by up to 1/8 of its size), and a changed code can change the indexer's or the
-// router's choice further on, which moves a whole position's logits. So the official comparison
-// is statistical, as cuda-design.md §8.2 plans: most positions within 1e-3, the median far below,
-// the same top-1 token almost everywhere, and a small mean KL divergence. A real error (a wrong
-// row, a wrong position) breaks every one of these at once.
+// element changing by up to 1/8 of its size), and that can change a discrete choice further on:
+// an expert of the router's top-k, a row of the indexer's top-k. Such a choice changes that
+// position's hidden state a lot, and through the rows it leaves in the sequence state, the
+// positions after it. Measured on an H100 over 150 positions: f32 bit-identical at the median,
+// 6e-5 at worst; q2 bit-identical up to one such event, after which half the positions differ by
+// up to 0.2 (same top-1 at 94% of positions, mean KL 1e-3 nats). So a whole-sequence comparison
+// under the official numerics can only be statistical (cuda-design.md §8.2), and the per-token
+// accuracy is checked from the CPU's own state at every step (OfficialStepsFromCpuStates), where
+// no event carries over. A real error (a wrong row, a wrong position) fails every bound.
 constexpr double kPlainTolerance = 1e-5;
 constexpr double kOfficialMedian = 1e-4;
-constexpr double kOfficialWithin1e3 = 0.9;  // share of positions within 1e-3
-constexpr double kOfficialTop1 = 0.95;      // share of positions with the same argmax
-constexpr double kOfficialMeanKl = 1e-3;    // nats
+constexpr double kOfficialTop1 = 0.9;     // share of positions with the same argmax
+constexpr double kOfficialMeanKl = 1e-2;  // nats
+// Steps from the CPU's state: almost every step within 1e-3, the same top-1 almost everywhere.
+constexpr double kStepWithin1e3 = 0.97;
+constexpr double kStepTop1 = 0.97;
 
 int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
@@ -280,14 +286,16 @@ TEST_F(CudaBackendTest, LogitsCloseToCpu) {
       const std::vector<float> got = run(*g, tokens, 150);
       ASSERT_EQ(got.size(), expected.size());
       const Agreement a = agreement(got, expected, V);
+      size_t first_off = 0;
+      while (first_off < a.relative.size() && a.relative[first_off] <= 1e-3) ++first_off;
       std::cout << "[ logits   ] " << types << (official ? " official" : " plain")
-                << ", 150 positions, max|gpu - cpu| / max|cpu|: median " << a.quantile(0.5)
-                << ", 90% " << a.quantile(0.9) << ", max " << a.quantile(1.0) << "; within 1e-3 "
+                << ", 150 positions, first beyond 1e-3: " << first_off
+                << ", max|gpu - cpu| / max|cpu|: median " << a.quantile(0.5) << ", 90% "
+                << a.quantile(0.9) << ", max " << a.quantile(1.0) << "; within 1e-3 "
                 << a.share_within(1e-3) << ", same top-1 " << a.top1 << ", mean KL " << a.mean_kl
                 << "\n";
       if (official) {
         EXPECT_LE(a.quantile(0.5), kOfficialMedian);
-        EXPECT_GE(a.share_within(1e-3), kOfficialWithin1e3);
         EXPECT_GE(a.top1, kOfficialTop1);
         EXPECT_LE(a.mean_kl, kOfficialMeanKl);
       } else {
@@ -295,6 +303,35 @@ TEST_F(CudaBackendTest, LogitsCloseToCpu) {
         EXPECT_EQ(a.top1, 1.0);
       }
     }
+  }
+}
+
+// Every position computed from the CPU's own state: the GPU imports the CPU's state before each
+// token, so each step's logits measure that step's arithmetic alone.
+TEST_F(CudaBackendTest, OfficialStepsFromCpuStates) {
+  for (const char* types : {"q2", "f32"}) {
+    SCOPED_TRACE(types);
+    auto g = cuda(types);
+    auto c = cpu(types);
+    const int64_t V = g->config().n_vocab;
+    const std::vector<int32_t> tokens = random_tokens(150, 1);
+    auto cs = c->new_sequence();
+    std::vector<float> got, expected;
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      auto gs = g->import_state(cs->export_state());
+      const std::span<const int32_t> token = std::span<const int32_t>(tokens).subspan(t, 1);
+      const std::vector<float> a = prefill(*g, *gs, token), b = prefill(*c, *cs, token);
+      got.insert(got.end(), a.begin(), a.end());
+      expected.insert(expected.end(), b.begin(), b.end());
+    }
+    const Agreement a = agreement(got, expected, V);
+    std::cout << "[ logits   ] " << types << " official, 150 steps from CPU states: median "
+              << a.quantile(0.5) << ", 90% " << a.quantile(0.9) << ", max " << a.quantile(1.0)
+              << "; within 1e-3 " << a.share_within(1e-3) << ", same top-1 " << a.top1
+              << ", mean KL " << a.mean_kl << "\n";
+    EXPECT_LE(a.quantile(0.5), kOfficialMedian);
+    EXPECT_GE(a.share_within(1e-3), kStepWithin1e3);
+    EXPECT_GE(a.top1, kStepTop1);
   }
 }
 
@@ -384,8 +421,9 @@ TEST_F(CudaBackendTest, ImportExportIsExact) {
 }
 
 // The GPU's own state after 300 positions against the CPU's: the same counters, float32 values
-// (RoPE dims, compressor blocks) within a few roundings, and FP8/FP4-coded values almost all on
-// the same code (see the logit tolerances for why a few move to a neighbouring code).
+// (RoPE dims, compressor blocks) within a few roundings, and FP8/FP4-coded values on the same
+// code, almost all of them: a few move to a neighbouring code, and the values computed from such a
+// row later move further (see the logit tolerances).
 TEST_F(CudaBackendTest, StateMatchesCpu) {
   auto g = cuda("f32");
   auto c = cpu("f32");
