@@ -3,8 +3,8 @@
 #
 #   tests/gpu/run.sh BIN_DIR [OUT_DIR]
 #
-# BIN_DIR holds `magnetar` and `magnetar_cuda_tests`. The script synthesizes the tiny q2 and f32
-# models, runs the whole GPU test binary on them, runs compute-sanitizer's memcheck and racecheck
+# BIN_DIR holds `magnetar` and `magnetar_cuda_tests`. The script synthesizes the tiny q2, q4 and
+# f32 models, runs the whole GPU test binary on them, runs compute-sanitizer's memcheck and racecheck
 # on a short tiny-model workload and the kernel unit tests, and prints a summary table. Logs go to
 # OUT_DIR (default: a new temporary directory). Exit status 0 only when every step passed.
 #
@@ -55,8 +55,10 @@ step() {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/gpu.txt" 2>&1
 
 step synth-q2 "$bin/magnetar" synth --preset tiny --types q2 -o "$models/tiny-q2.gguf"
+step synth-q4 "$bin/magnetar" synth --preset tiny --types q4 -o "$models/tiny-q4.gguf"
 step synth-f32 "$bin/magnetar" synth --preset tiny --types f32 -o "$models/tiny-f32.gguf"
 export MAGNETAR_TINY_Q2=$models/tiny-q2.gguf
+export MAGNETAR_TINY_Q4=$models/tiny-q4.gguf
 export MAGNETAR_TINY_F32=$models/tiny-f32.gguf
 
 step gpu-tests "$bin/magnetar_cuda_tests"
