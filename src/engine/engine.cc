@@ -24,7 +24,12 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
     throw std::invalid_argument("unknown backend '" + name + "' (expected cpu, cuda or auto)");
   }
 #ifdef MAGNETAR_HAVE_CUDA
-  if (name == "cuda") return cuda::make_cuda_backend(file, cuda::CudaOptions{});
+  if (name == "cuda") {
+    gpu::CudaOptions cuda_options;
+    cuda_options.context = o.context;  // 0: the model's; states grow only as sequences do
+    cuda_options.official_numerics = o.official_numerics;
+    return gpu::make_cuda_backend(file, cuda_options);
+  }
 #endif
   cpu::CpuOptions cpu_options;
   cpu_options.official_numerics = o.official_numerics;
@@ -37,7 +42,7 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
 std::vector<std::string> available_backends() {
   std::vector<std::string> names;
 #ifdef MAGNETAR_HAVE_CUDA
-  if (cuda::cuda_backend_usable()) names.push_back("cuda");
+  if (gpu::cuda_backend_usable()) names.push_back("cuda");
 #endif
   names.push_back("cpu");
   return names;

@@ -24,4 +24,8 @@ struct CudaDeviceInfo {
 // device is reported but its properties cannot be read.
 std::vector<CudaDeviceInfo> cuda_devices();
 
+// True when the kernels of this build have code for the current device (a build for sm_90a does
+// not run on an sm_80 GPU). False without a device.
+bool cuda_kernels_runnable();
+
 }  // namespace magnetar::gpu

@@ -26,9 +26,9 @@ namespace magnetar::gpu {
 //
 // Throws std::invalid_argument for another type, for a count that is not a whole number of blocks
 // and for misaligned pointers, before anything is enqueued; std::runtime_error (cuda_check.h) when
-// the launch fails. The first IQ2_XXS call on a device uploads the IQ2_XXS tables to its constant
-// memory and waits for `stream` once, so it must not happen while `stream` is being captured into
-// a CUDA graph.
+// the launch fails. The first IQ2_XXS call on a device uploads the IQ2_XXS tables to it
+// synchronously (weight_decode.cuh), so it must not happen while a stream is being captured into a
+// CUDA graph.
 void dequantize_rows_cuda(quant::GgmlType type, const void* device_src, float* device_dst,
                           int64_t n_elements, cudaStream_t stream);
 

@@ -1,0 +1,80 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "backend/cuda/cuda_device.h"
+
+namespace magnetar::gpu {
+namespace {
+
+class CudaSequence final : public backend::Sequence {
+ public:
+  CudaSequence(const CudaBackend* owner, DeviceSequenceState state)
+      : owner(owner), state(std::move(state)) {}
+  int64_t position() const override { return state.position(); }
+  std::unique_ptr<backend::Sequence> clone() const override {
+    return std::make_unique<CudaSequence>(owner, state.clone());
+  }
+  cpu::SequenceState export_state() const override { return state.to_cpu(); }
+
+  const CudaBackend* owner;
+  DeviceSequenceState state;
+};
+
+}  // namespace
+
+std::unique_ptr<backend::Sequence> CudaBackend::new_sequence() {
+  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout()));
+}
+
+std::unique_ptr<backend::Sequence> CudaBackend::import_state(const cpu::SequenceState& state) {
+  return std::make_unique<CudaSequence>(this,
+                                        DeviceSequenceState::from_cpu(model_.layout(), state));
+}
+
+void CudaBackend::forward(std::span<backend::ForwardItem> items) {
+  // Every item is checked before any runs, so a bad request leaves all sequences as they were.
+  const int64_t vocab = model_.config().n_vocab;
+  std::vector<CudaModel::Item> cuda_items(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const backend::ForwardItem& item = items[i];
+    auto* sequence = dynamic_cast<CudaSequence*>(item.sequence);
+    if (sequence == nullptr || sequence->owner != this) {
+      throw std::invalid_argument("forward: a sequence of another backend");
+    }
+    if (item.tokens.empty()) throw std::invalid_argument("forward: an item has no tokens");
+    for (int32_t t : item.tokens) {
+      if (t < 0 || t >= vocab) {
+        throw std::invalid_argument("token id " + std::to_string(t) +
+                                    " is outside the vocabulary (" + std::to_string(vocab) +
+                                    " tokens)");
+      }
+    }
+    const int64_t end = sequence->position() + static_cast<int64_t>(item.tokens.size());
+    if (end > context()) {
+      throw std::invalid_argument("forward: " + std::to_string(end) +
+                                  " tokens do not fit the context of " + std::to_string(context()) +
+                                  " tokens");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (cuda_items[j].state == &sequence->state) {
+        throw std::invalid_argument("forward: a sequence appears twice in one call");
+      }
+    }
+    cuda_items[i].state = &sequence->state;
+    cuda_items[i].tokens = item.tokens;
+    cuda_items[i].all_logits = item.all_logits;
+    cuda_items[i].logits = &items[i].logits;
+  }
+  model_.forward(cuda_items);
+}
+
+std::unique_ptr<backend::Backend> make_cuda_backend(const gguf::GgufFile& file,
+                                                    const CudaOptions& options) {
+  return std::make_unique<CudaBackend>(file, options);
+}
+
+bool cuda_backend_usable() { return !cuda_devices().empty() && cuda_kernels_runnable(); }
+
+}  // namespace magnetar::gpu

@@ -1,0 +1,42 @@
+// The CUDA backend behind the backend interface (backend/backend.h): the forward pass of
+// cuda_model.h, with sequence states in device memory (cuda_sequence_state.h) that export to and
+// import from the portable cpu::SequenceState exactly.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_model.h"
+#include "gguf/gguf_reader.h"
+
+namespace magnetar::gpu {
+
+class CudaBackend final : public backend::Backend {
+ public:
+  // Uploads the weights of `file`, which must outlive the backend (see CudaModel).
+  CudaBackend(const gguf::GgufFile& file, const CudaOptions& options) : model_(file, options) {}
+
+  std::string_view name() const override { return "cuda"; }
+  const model::ModelConfig& config() const override { return model_.config(); }
+  std::unique_ptr<backend::Sequence> new_sequence() override;
+  // Also throws std::invalid_argument for states the CUDA backend cannot hold (MTP state, longer
+  // than the context, rows off the official FP8/FP4 grid): DeviceSequenceState::from_cpu.
+  std::unique_ptr<backend::Sequence> import_state(const cpu::SequenceState& state) override;
+  // Also throws std::invalid_argument when an item would pass the context, before any item runs.
+  void forward(std::span<backend::ForwardItem> items) override;
+
+  int64_t context() const { return model_.layout()->context; }
+  const CudaModel& model() const { return model_; }
+
+ private:
+  CudaModel model_;
+};
+
+// The CUDA backend for `file`.
+std::unique_ptr<backend::Backend> make_cuda_backend(const gguf::GgufFile& file,
+                                                    const CudaOptions& options);
+
+// True when a CUDA device is present and this build's kernels can run on it.
+bool cuda_backend_usable();
+
+}  // namespace magnetar::gpu

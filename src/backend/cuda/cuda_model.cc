@@ -1,0 +1,231 @@
+#include "backend/cuda/cuda_model.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cpu/numerics.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/embedding.cuh"
+#include "backend/cuda/hyper_connections.cuh"
+#include "backend/cuda/linear.cuh"
+#include "backend/cuda/numerics.cuh"
+
+namespace magnetar::gpu {
+namespace {
+
+// Device memory kept free for sequence states, scratch and the CUDA context when the weights'
+// budget is taken from the free memory.
+constexpr size_t kReserve = size_t{2} << 30;
+
+std::vector<float> frequencies(const cpu::RopeTable& table) {
+  std::vector<float> f(static_cast<size_t>(table.dims() / 2));
+  for (size_t j = 0; j < f.size(); ++j) f[j] = table.frequency(static_cast<int>(j));
+  return f;
+}
+
+std::shared_ptr<const StateLayout> make_layout(const model::ModelConfig& c, const CudaOptions& o) {
+  auto layout = std::make_shared<StateLayout>();
+  layout->config = c;
+  layout->kv = kv_row_codec(static_cast<int32_t>(c.head_dim), static_cast<int32_t>(c.rope_dim),
+                            o.official_numerics);
+  layout->indexer =
+      indexer_row_codec(static_cast<int32_t>(c.indexer_head_dim), o.official_numerics);
+  layout->context = o.context > 0 ? o.context : static_cast<int64_t>(c.n_ctx_train);
+  return layout;
+}
+
+// The model shapes the kernels rely on; anything else is refused at load with its reason.
+void check_supported(const model::ModelConfig& c) {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("the CUDA backend cannot run this model: " + what);
+  };
+  require(c.head_dim > c.rope_dim && c.rope_dim % 2 == 0 && (c.head_dim - c.rope_dim) % 2 == 0,
+          "head_dim and rope_dim must be even with head_dim > rope_dim");
+  const uint32_t id = c.indexer_head_dim;
+  bool any_indexer = false;
+  for (uint32_t l = 0; l < c.n_layer; ++l) any_indexer = any_indexer || c.ratio(l) == 4;
+  require(!any_indexer || (id >= c.rope_dim && (id & (id - 1)) == 0),
+          "the indexer head dim must be a power of two at least rope_dim");
+  require(c.head_dim <= 8192 && id <= 8192, "head dims above 8192");
+}
+
+}  // namespace
+
+CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
+    : config_(model::ModelConfig::from_metadata(file.metadata())),
+      options_(options),
+      host_weights_(model::bind_weights(file, config_)) {
+  if (options.context < 0) throw std::invalid_argument("context must not be negative");
+  check_supported(config_);
+  for (const model::BlockWeights& layer : host_weights_.layers) {
+    if (layer.token_experts == nullptr) continue;
+    // The hash routing table comes from the file: an id outside the experts would make the
+    // kernels read outside the weights.
+    const size_t n = static_cast<size_t>(config_.n_vocab) * config_.n_expert_used;
+    for (size_t i = 0; i < n; ++i) {
+      if (layer.token_experts[i] < 0 ||
+          layer.token_experts[i] >= static_cast<int32_t>(config_.n_expert)) {
+        throw model::ConfigError("ffn_gate_tid2eid names expert " +
+                                 std::to_string(layer.token_experts[i]) + ", outside the " +
+                                 std::to_string(config_.n_expert) + " experts");
+      }
+    }
+  }
+  MAGNETAR_CUDA_CHECK(cudaSetDevice(options.device));
+
+  const WeightBytes sizes = weight_bytes(host_weights_, config_);
+  size_t budget = options.gpu_mem;
+  if (budget == 0) {
+    size_t free = 0, total = 0;
+    MAGNETAR_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    budget = free > kReserve ? free - kReserve : 0;
+  }
+  UploadOptions upload;
+  upload.progress = options.progress;
+  upload.experts_on_host = sizes.total > budget;
+  const size_t resident = sizes.total - sizes.routed_experts;
+  if (upload.experts_on_host && resident >= budget) {
+    throw std::runtime_error("the model's weights other than routed experts (" +
+                             std::to_string(resident >> 20) + " MiB) do not fit in " +
+                             std::to_string(budget >> 20) + " MiB of device memory");
+  }
+  weights_ = upload_weights(host_weights_, config_, upload);
+  if (upload.experts_on_host) {
+    cache_ = std::make_unique<ExpertCache>(host_weights_, weights_, budget - resident);
+  }
+
+  layout_ = make_layout(config_, options);
+  const cpu::RopeTable window(static_cast<int>(config_.rope_dim), config_.rope_base, std::nullopt);
+  const cpu::RopeTable compressed(static_cast<int>(config_.rope_dim), config_.compress_rope_base,
+                                  cpu::YarnParams{config_.rope_scale_factor, config_.rope_orig_ctx,
+                                                  config_.yarn_beta_fast, config_.yarn_beta_slow});
+  rope_window_ = DeviceArray<float>(std::span<const float>(frequencies(window)));
+  rope_compressed_ = DeviceArray<float>(std::span<const float>(frequencies(compressed)));
+  // A blocking stream: it orders itself after the synchronous copies of DeviceArray (legacy default
+  // stream), which fill weights, states and batch inputs.
+  MAGNETAR_CUDA_CHECK(cudaStreamCreate(&stream_));
+}
+
+CudaModel::~CudaModel() {
+  if (stream_ != nullptr) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+void CudaModel::run_block(int l, std::span<const AttentionItem> items, int64_t n) {
+  const model::ModelConfig& c = config_;
+  const DeviceBlock& w = weights_.layers[l];
+  const int64_t D = c.n_embd;
+  const uint32_t ratio = c.ratio(l);
+  const HcMixDevice mix{post_.data(), comb_.data()};
+
+  hc_pre_cuda(c, w.hc_attn, X_.data(), n, y_.data(), mix, mixer_.data(), stream_);
+  rms_norm_rows_cuda(y_.data(), w.attn_norm, y_.data(), n, D, c.rms_eps, stream_);
+  const AttentionContext actx{*layout_, w,
+                              ratio == 0 ? rope_window_.data() : rope_compressed_.data(), ratio,
+                              options_.official_numerics};
+  attention_chunk_cuda(actx, items, positions_.data(), y_.data(), n, f_.data(), attention_,
+                       stream_);
+  hc_post_cuda(c, mix, f_.data(), X_.data(), n, X_next_.data(), stream_);
+  std::swap(X_, X_next_);
+
+  hc_pre_cuda(c, w.hc_ffn, X_.data(), n, y_.data(), mix, mixer_.data(), stream_);
+  rms_norm_rows_cuda(y_.data(), w.ffn_norm, y_.data(), n, D, c.rms_eps, stream_);
+  const MoeContext mctx{c, w, c.swiglu_clamp[l], options_.official_numerics, l, cache_.get()};
+  moe_chunk_cuda(mctx, tokens_.data(), y_.data(), n, f_.data(), moe_, stream_);
+  hc_post_cuda(c, mix, f_.data(), X_.data(), n, X_next_.data(), stream_);
+  std::swap(X_, X_next_);
+}
+
+void CudaModel::forward(std::span<Item> items) {
+  const model::ModelConfig& c = config_;
+  const int64_t D = c.n_embd, hc = c.hc_count, V = c.n_vocab, W = c.sliding_window;
+  MAGNETAR_CUDA_CHECK(cudaSetDevice(options_.device));
+
+  // The batch on the host: tokens, positions, the rows whose logits are wanted, and the sizes the
+  // scratch buffers need.
+  std::vector<int32_t> tokens, positions, head_rows;
+  int64_t item_tokens = 0, max_rows = W, max_index_rows = 1;
+  for (Item& item : items) {
+    const int64_t first = item.state->position(), T = static_cast<int64_t>(item.tokens.size());
+    const int64_t end = first + T;
+    for (int64_t i = 0; i < T; ++i) {
+      if (item.all_logits || i == T - 1) head_rows.push_back(static_cast<int32_t>(tokens.size()));
+      tokens.push_back(item.tokens[i]);
+      positions.push_back(static_cast<int32_t>(first + i));
+    }
+    item_tokens = std::max(item_tokens, T);
+    for (uint32_t l = 0; l < c.n_layer; ++l) {
+      const int64_t r = c.ratio(l);
+      if (r == 0) continue;
+      max_rows =
+          std::max(max_rows, W + (r == 4 ? std::min<int64_t>(c.indexer_top_k, end / 4) : end / r));
+      if (r == 4) max_index_rows = std::max(max_index_rows, end / 4);
+    }
+    item.state->reserve(end);
+  }
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t n_out = static_cast<int64_t>(head_rows.size());
+  if (n == 0) return;
+
+  // Scratch (the stream is idle: the previous call ended with a synchronization).
+  ensure_size(tokens_, n);
+  ensure_size(positions_, n);
+  ensure_size(head_rows_, n_out);
+  for (DeviceArray<float>* a : {&X_, &X_next_}) ensure_size(*a, static_cast<size_t>(n * hc * D));
+  ensure_size(y_, static_cast<size_t>(n * D));
+  ensure_size(f_, static_cast<size_t>(n * D));
+  ensure_size(post_, static_cast<size_t>(n * hc));
+  ensure_size(comb_, static_cast<size_t>(n * hc * hc));
+  ensure_size(mixer_, static_cast<size_t>(n * c.hc_mix()));
+  ensure_size(head_X_, static_cast<size_t>(n_out * hc * D));
+  ensure_size(head_y_, static_cast<size_t>(n_out * D));
+  ensure_size(logits_, static_cast<size_t>(n_out * V));
+  attention_.reserve(*layout_, n, item_tokens, max_rows, max_index_rows);
+  moe_.reserve(c, n);
+
+  tokens_.upload(tokens);
+  positions_.upload(positions);
+  head_rows_.upload(head_rows);
+
+  // Embedding, copied into every hyper-connection stream (§4), then the blocks.
+  embed_tokens_cuda(weights_.token_embd, tokens_.data(), n, static_cast<int>(hc), X_.data(),
+                    stream_);
+  std::vector<AttentionItem> layer_items(items.size());
+  int64_t offset = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    layer_items[i].first = items[i].state->position();
+    layer_items[i].n_tokens = static_cast<int64_t>(items[i].tokens.size());
+    layer_items[i].offset = offset;
+    offset += layer_items[i].n_tokens;
+  }
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    for (size_t i = 0; i < items.size(); ++i) layer_items[i].state = &items[i].state->layer(l);
+    run_block(static_cast<int>(l), layer_items, n);
+  }
+
+  // hc_head → norm → LM head for the rows whose logits are wanted (§8).
+  gather_rows_cuda(X_.data(), head_rows_.data(), n_out, hc * D, head_X_.data(), stream_);
+  hc_head_cuda(c, weights_.output_hc_fn, weights_.output_hc_scale, weights_.output_hc_base,
+               head_X_.data(), n_out, head_y_.data(), mixer_.data(), stream_);
+  rms_norm_rows_cuda(head_y_.data(), weights_.output_norm, head_y_.data(), n_out, D, c.rms_eps,
+                     stream_);
+  linear_cuda(weights_.output, head_y_.data(), n_out, logits_.data(), stream_);
+  std::vector<float> logits(static_cast<size_t>(n_out * V));
+  MAGNETAR_CUDA_CHECK(cudaMemcpyAsync(logits.data(), logits_.data(), logits.size() * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+  MAGNETAR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+  int64_t row = 0;
+  for (Item& item : items) {
+    const int64_t T = static_cast<int64_t>(item.tokens.size());
+    const int64_t rows = item.all_logits ? T : 1;
+    item.logits->assign(logits.begin() + row * V, logits.begin() + (row + rows) * V);
+    row += rows;
+    item.state->advance(T);
+  }
+}
+
+}  // namespace magnetar::gpu

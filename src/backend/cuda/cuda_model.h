@@ -1,0 +1,88 @@
+// The DeepSeek V4 forward pass on one CUDA GPU: the twin of cpu::CpuModel (cpu_model.h), block by
+// block, on weights and sequence states in device memory.
+//
+// A forward call advances several sequences, each by a chunk of its tokens; the batch's tokens are
+// processed together wherever the computation is per token (projections, norms, hyper-connections,
+// experts), and sequence by sequence where it reads a sequence's state (compressors, indexer,
+// attention). Every kernel keeps the CPU reference's operation order, and its matrix products are
+// bit-identical to the CPU's, so the GPU stays within a few float32 roundings of the reference and
+// a chunk gives the same bits however it is split or batched. The MTP block is not run.
+//
+// Kernels are enqueued on one stream; forward() returns after the logits have been copied back.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backend/cuda/attention.cuh"
+#include "backend/cuda/cuda_sequence_state.h"
+#include "backend/cuda/device_array.h"
+#include "backend/cuda/device_weights.h"
+#include "backend/cuda/expert_cache.h"
+#include "backend/cuda/moe.cuh"
+#include "gguf/gguf_reader.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+
+namespace magnetar::gpu {
+
+struct CudaOptions {
+  int device = 0;       // CUDA device ordinal
+  int64_t context = 0;  // the most tokens a sequence may hold; 0: the model's training context
+  bool official_numerics = true;  // the FP8/FP4 simulations of cpu::CpuOptions
+  // Device memory the weights may take, in bytes; 0: the device's free memory less a reserve for
+  // sequence states and scratch. When the weights do not fit, routed experts stay in host memory
+  // and are served by an expert cache (expert_cache.h).
+  size_t gpu_mem = 0;
+  bool progress = true;  // the weight upload's progress line on stderr
+};
+
+class CudaModel {
+ public:
+  // Binds and uploads the weights of `file`, which must outlive the model. Throws
+  // model::ConfigError for an invalid model, std::invalid_argument for bad options and
+  // std::runtime_error for CUDA failures (no device, out of memory).
+  CudaModel(const gguf::GgufFile& file, const CudaOptions& options);
+  ~CudaModel();
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  const model::ModelConfig& config() const { return config_; }
+  const std::shared_ptr<const StateLayout>& layout() const { return layout_; }
+  // The expert cache, or null when every weight is in device memory.
+  const ExpertCache* expert_cache() const { return cache_.get(); }
+
+  struct Item {
+    DeviceSequenceState* state = nullptr;
+    std::span<const int32_t> tokens;  // valid ids, at positions state->position().. (checked by
+                                      // the caller, as is the context)
+    bool all_logits = false;
+    std::vector<float>* logits = nullptr;  // output: [n][vocab], n = tokens.size() or 1
+  };
+  void forward(std::span<Item> items);
+
+ private:
+  void run_block(int layer, std::span<const AttentionItem> items, int64_t n);
+
+  model::ModelConfig config_;
+  CudaOptions options_;
+  model::ModelWeights host_weights_;
+  DeviceModelWeights weights_;
+  std::unique_ptr<ExpertCache> cache_;
+  std::shared_ptr<const StateLayout> layout_;
+  DeviceArray<float> rope_window_, rope_compressed_;  // RoPE frequencies (cpu::RopeTable)
+  cudaStream_t stream_ = nullptr;
+
+  // Scratch, grown as batches need.
+  DeviceArray<int32_t> tokens_, positions_, head_rows_;
+  DeviceArray<float> X_, X_next_, y_, f_, post_, comb_, mixer_;
+  DeviceArray<float> head_X_, head_y_, logits_;
+  AttentionBuffers attention_;
+  MoeBuffers moe_;
+};
+
+}  // namespace magnetar::gpu

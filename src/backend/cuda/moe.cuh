@@ -1,0 +1,53 @@
+// The FFN sublayer on the GPU (model.md §7), the twin of cpu::moe_chunk: router, expert choice
+// (by token id in hash layers, by biased top-k elsewhere), routed SwiGLU experts weighted before
+// their down projection, the shared expert, and their sum in the CPU's order (routed experts by
+// increasing id, then the shared one).
+//
+// Routing stays on the device: each (token, slot) pair runs its expert's matrices through
+// linear_experts_cuda, so no expert ids travel to the host unless an expert cache needs them.
+// No device code here.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "backend/cuda/device_array.h"
+#include "backend/cuda/device_weights.h"
+#include "model/model_config.h"
+
+namespace magnetar::gpu {
+
+class ExpertCache;
+
+// Scratch of the FFN sublayer for up to `capacity` tokens.
+struct MoeBuffers {
+  DeviceArray<float> logits, scores;          // [T][E]
+  DeviceArray<int32_t> experts;               // [T][K]
+  DeviceArray<float> weights;                 // [T][K]
+  DeviceArray<float> xq;                      // [T][D]
+  DeviceArray<float> gate, up;                // [T·K][F]
+  DeviceArray<float> down;                    // [T·K][D]
+  DeviceArray<float> shared_gate, shared_up;  // [T][F]
+  DeviceArray<float> shared_down;             // [T][D]
+  int64_t capacity = 0;
+
+  // Grows the buffers to hold n_tokens tokens (contents are not kept).
+  void reserve(const model::ModelConfig& c, int64_t n_tokens);
+};
+
+struct MoeContext {
+  const model::ModelConfig& config;
+  const DeviceBlock& weights;
+  float swiglu_clamp = 10.0f;
+  bool official = true;          // FP8 rounding of expert inputs (model.md §3.5)
+  int layer = 0;                 // for the expert cache
+  ExpertCache* cache = nullptr;  // null when every expert is in device memory
+};
+
+// x: normalized inputs [n_tokens][D]; tokens: their ids (hash routing), device memory;
+// out: [n_tokens][D].
+void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x, int64_t n_tokens,
+                    float* out, MoeBuffers& buffers, cudaStream_t stream);
+
+}  // namespace magnetar::gpu
