@@ -23,6 +23,7 @@ Command add_logits_command(CLI::App& root);
 Command add_tokenize_command(CLI::App& root);
 Command add_detokenize_command(CLI::App& root);
 Command add_render_command(CLI::App& root);
+Command add_serve_command(CLI::App& root);
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitInvalid = 1;
