@@ -92,13 +92,16 @@ class MessageResponder final : public Responder {
                       {"usage", anthropic_usage(u)}}}},
                    "message_start");
       }
-      case Event::Kind::kReasoning:
-        return open_block(Block::kThinking,
-                          {{"type", "thinking"}, {"thinking", ""}, {"signature", ""}}) +
-               delta({{"type", "thinking_delta"}, {"thinking", e.text}}, e.text);
-      case Event::Kind::kContent:
-        return open_block(Block::kText, {{"type", "text"}, {"text", ""}}) +
-               delta({{"type", "text_delta"}, {"text", e.text}}, "");
+      case Event::Kind::kReasoning: {
+        // Two statements: the block must be opened (its index set) before the delta is made.
+        std::string out = open_block(Block::kThinking,
+                                     {{"type", "thinking"}, {"thinking", ""}, {"signature", ""}});
+        return out + delta({{"type", "thinking_delta"}, {"thinking", e.text}}, e.text);
+      }
+      case Event::Kind::kContent: {
+        std::string out = open_block(Block::kText, {{"type", "text"}, {"text", ""}});
+        return out + delta({{"type", "text_delta"}, {"text", e.text}}, "");
+      }
       case Event::Kind::kToolCallBegin:
         saw_tool_ = true;
         return open_block(
@@ -119,7 +122,8 @@ class MessageResponder final : public Responder {
     }
     std::string out = close_block();
     if (!saw_text_ && !saw_tool_) {
-      out += open_block(Block::kText, {{"type", "text"}, {"text", ""}}) + close_block();
+      out += open_block(Block::kText, {{"type", "text"}, {"text", ""}});
+      out += close_block();
     }
     Json usage = anthropic_usage(r.usage);
     out += sse({{"type", "message_delta"},

@@ -150,8 +150,8 @@ class ResponseResponder final : public Responder {
 
   std::string stream_open() override {
     Json r = response_object("in_progress", Json::array(), nullptr);
-    return event("response.created", {{"response", r}}) +
-           event("response.in_progress", {{"response", r}});
+    std::string out = event("response.created", {{"response", r}});
+    return out + event("response.in_progress", {{"response", r}});
   }
 
   std::string stream_event(const Event& e) override {

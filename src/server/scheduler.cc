@@ -318,16 +318,16 @@ void Scheduler::finalize(Active& a) {
   sessions_.release(*a.slot, std::move(aliases));
   metrics_.count_usage(result->usage.prompt_tokens, result->usage.cached_tokens,
                        result->usage.completion_tokens);
+  {
+    std::lock_guard lock(mutex_);
+    ++idle_slots_;
+  }
+  publish_queue_metrics();  // before the client hears of it, so /metrics agrees with it
   Event done;
   done.kind = Event::Kind::kDone;
   done.usage = result->usage;
   done.result = std::move(result);
   a.job->events.push(std::move(done));
-  {
-    std::lock_guard lock(mutex_);
-    ++idle_slots_;
-  }
-  publish_queue_metrics();
 }
 
 void Scheduler::save(SaveReason reason, Slot& slot) {
