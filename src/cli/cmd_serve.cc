@@ -58,7 +58,7 @@ int run_serve(ServeOptions o) {
   if (o.http.api_key.empty()) {
     if (const char* key = std::getenv("MAGNETAR_API_KEY")) o.http.api_key = key;
   }
-  server::set_log_quiet(o.quiet);
+  server::set_requests_quiet(o.quiet);
   // Writes to a departed client must fail with EPIPE, not kill the process; SIGINT/SIGTERM are
   // taken by one thread (sigwait), so they are blocked before any other thread starts.
   ::signal(SIGPIPE, SIG_IGN);
@@ -203,7 +203,7 @@ Command add_serve_command(CLI::App& root) {
                   "TEST-ONLY: JSON {trigger: completion}; matching requests are forced to the "
                   "completion instead of sampling (docs/server.md)")
       ->check(CLI::ExistingFile);
-  app->add_flag("--quiet", o->quiet, "No log lines on stderr");
+  app->add_flag("--quiet", o->quiet, "No log line per request on stderr");
   return {app, [o] { return run_serve(*o); }};
 }
 

@@ -93,6 +93,7 @@ HttpServer::HttpServer(const HttpOptions& options, const ApiContext& api, Schedu
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options.max_body_bytes);
   server_->set_keep_alive_timeout(5);
+  server_->set_keep_alive_max_count(1000);
   if (options.cors) {
     server_->set_default_headers({{"Access-Control-Allow-Origin", "*"},
                                   {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
@@ -297,31 +298,41 @@ void HttpServer::wait_for_result(const std::shared_ptr<Job>& job,
     res.set_content(responder->body(*e->result), "application/json");
     return;
   }
-  // Slow: commit the status and keep the connection busy until the result comes.
-  auto finished = std::make_shared<bool>(false);
+  // Slow: commit the status and keep the connection busy until the result comes. Deltas also
+  // arrive here (the scheduler does not know the client does not stream); they are skipped, and
+  // a heartbeat goes out whenever nothing was written for a keepalive interval.
+  struct State {
+    bool finished = false;
+    Clock::time_point last_write = Clock::now();
+  };
+  auto state = std::make_shared<State>();
   const auto keepalive = options_.keepalive;
   const int64_t context = api_.context;
+  // The charset parameter keeps cpp-httplib from gzipping the body (it compresses exactly
+  // "application/json"), which would buffer the heartbeats instead of sending them.
   res.set_chunked_content_provider(
-      "application/json",
-      [job, responder, finished, keepalive, flavor, context](size_t, httplib::DataSink& sink) {
-        std::optional<Event> e = job->events.pop(keepalive);
-        std::string text = " ";
-        if (e && e->kind == Event::Kind::kDone) {
-          text = responder->body(*e->result);
-        } else if (e && e->kind == Event::Kind::kFailed) {
-          text = error_body(flavor, failure_error(*e, *job, context));
-        } else if (e) {
-          return true;  // a delta: not part of a non-streaming body
-        }
-        if (!sink.write(text.data(), text.size())) return false;
-        if (text != " ") {
-          *finished = true;
+      "application/json; charset=utf-8",
+      [job, responder, state, keepalive, flavor, context](size_t, httplib::DataSink& sink) {
+        for (;;) {
+          auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+              keepalive - (Clock::now() - state->last_write));
+          if (wait.count() <= 0) {
+            state->last_write = Clock::now();
+            return sink.write(" ", 1);
+          }
+          std::optional<Event> e = job->events.pop(wait);
+          if (!e || (e->kind != Event::Kind::kDone && e->kind != Event::Kind::kFailed)) continue;
+          const std::string text = e->kind == Event::Kind::kDone
+                                       ? responder->body(*e->result)
+                                       : error_body(flavor, failure_error(*e, *job, context));
+          if (!sink.write(text.data(), text.size())) return false;
+          state->finished = true;
           sink.done();
+          return true;
         }
-        return true;
       },
-      [job, finished](bool) {
-        if (!*finished) job->cancelled = true;
+      [job, state](bool) {
+        if (!state->finished) job->cancelled = true;
       });
 }
 

@@ -14,10 +14,10 @@ std::atomic<bool> quiet{false};
 
 }  // namespace
 
-void set_log_quiet(bool q) { quiet = q; }
+void set_requests_quiet(bool q) { quiet = q; }
+bool requests_quiet() { return quiet; }
 
 void log_line(std::string_view line) {
-  if (quiet) return;
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;

@@ -9,12 +9,19 @@ namespace magnetar::server {
 
 void log_line(std::string_view line);
 
+// Startup, shutdown and errors: always written.
 template <typename... Args>
 void log(fmt::format_string<Args...> format, Args&&... args) {
   log_line(fmt::format(format, std::forward<Args>(args)...));
 }
 
-// Silences log_line (tests that start many servers).
-void set_log_quiet(bool quiet);
+// One line per finished request; silenced by set_requests_quiet(true) (`serve --quiet`).
+void set_requests_quiet(bool quiet);
+bool requests_quiet();
+
+template <typename... Args>
+void log_request(fmt::format_string<Args...> format, Args&&... args) {
+  if (!requests_quiet()) log_line(fmt::format(format, std::forward<Args>(args)...));
+}
 
 }  // namespace magnetar::server

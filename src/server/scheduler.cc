@@ -20,7 +20,31 @@ struct Scheduler::Active {
   bool decoding = false;
   bool done = false;
   std::string unevaluated;  // bytes of a final token that ended the generation unevaluated
+  std::string source;       // how the prompt was placed (live_sessions.h), for the log
+  std::chrono::steady_clock::time_point admitted = std::chrono::steady_clock::now();
 };
+
+namespace {
+
+const char* endpoint_name(Endpoint e) {
+  switch (e) {
+    case Endpoint::kChatCompletions:
+      return "chat.completions";
+    case Endpoint::kCompletions:
+      return "completions";
+    case Endpoint::kResponses:
+      return "responses";
+    case Endpoint::kMessages:
+      return "messages";
+  }
+  return "?";
+}
+
+const char* finish_name(FinishReason f) {
+  return f == FinishReason::kCancelled ? "cancelled" : openai_finish_reason(f);
+}
+
+}  // namespace
 
 Scheduler::Scheduler(engine::Engine& engine, const SchedulerOptions& options, StateStore& store,
                      ToolMemory& tools, Metrics& metrics)
@@ -191,6 +215,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
   a->slot->busy = true;
   sessions_.touch(*a->slot);
   metrics_.count_placement(source);
+  a->source = source;
   Event started;
   started.kind = Event::Kind::kStarted;
   started.usage.prompt_tokens = n;
@@ -315,6 +340,14 @@ void Scheduler::finalize(Active& a) {
     aliases = visible_aliases(r.prompt_text, r.tools_active, result->content, dsml, a.unevaluated);
   }
   if (!a.gen->parse_error().empty()) log("completion not parsed: {}", a.gen->parse_error());
+  const auto now = std::chrono::steady_clock::now();
+  log_request(
+      "{} session {}: prompt {} ({} reused, {}), {} generated, {}, queued {:.2f} s, ran {:.2f} s",
+      endpoint_name(r.endpoint), a.slot->index, result->usage.prompt_tokens,
+      result->usage.cached_tokens, a.source, result->usage.completion_tokens,
+      finish_name(result->finish),
+      std::chrono::duration<double>(a.admitted - a.job->submitted).count(),
+      std::chrono::duration<double>(now - a.admitted).count());
   sessions_.release(*a.slot, std::move(aliases));
   metrics_.count_usage(result->usage.prompt_tokens, result->usage.cached_tokens,
                        result->usage.completion_tokens);
