@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev libssl-dev libcli11-dev libfmt-dev libedit-dev
   clang libclang-rt-dev              # libFuzzer and sanitizers for the GGUF fuzz target
   python3-numpy python3-pytest       # test oracles
+  openssl                            # certificates for the server's TLS test
 )
 
 # Node.js runs the tokenizer's Hugging Face oracle (tests/tokenizer/oracle). Many machines have it

@@ -1,0 +1,115 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+namespace magnetar::server {
+
+void Metrics::count_request(const std::string& endpoint, int status) {
+  std::lock_guard lock(mutex_);
+  ++requests_[{endpoint, status}];
+}
+
+void Metrics::count_rejected(const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  ++rejected_[reason];
+}
+
+void Metrics::count_usage(int64_t prompt, int64_t cached, int64_t completion) {
+  std::lock_guard lock(mutex_);
+  prompt_tokens_ += prompt;
+  cached_tokens_ += cached;
+  completion_tokens_ += completion;
+}
+
+void Metrics::count_placement(const std::string& source) {
+  std::lock_guard lock(mutex_);
+  ++placements_[source];
+}
+
+void Metrics::count_cancelled() {
+  std::lock_guard lock(mutex_);
+  ++cancelled_;
+}
+
+void Metrics::count_step(int64_t prefill_tokens, int64_t decode_tokens, int64_t batch,
+                         double seconds) {
+  std::lock_guard lock(mutex_);
+  ++steps_;
+  batch_items_ += batch;
+  prefill_tokens_ += prefill_tokens;
+  decode_tokens_ += decode_tokens;
+  const double total = static_cast<double>(prefill_tokens + decode_tokens);
+  if (total > 0) {
+    prefill_seconds_ += seconds * static_cast<double>(prefill_tokens) / total;
+    decode_seconds_ += seconds * static_cast<double>(decode_tokens) / total;
+  }
+}
+
+void Metrics::set_queue(int64_t depth, int64_t busy_slots, int64_t slots) {
+  std::lock_guard lock(mutex_);
+  queue_depth_ = depth;
+  busy_slots_ = busy_slots;
+  slots_ = slots;
+}
+
+std::string Metrics::render() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  auto head = [&](const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  head("magnetar_requests_total", "counter", "HTTP requests answered, by endpoint and status.");
+  for (const auto& [key, n] : requests_) {
+    out += fmt::format("magnetar_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first,
+                       key.second, n);
+  }
+  head("magnetar_requests_rejected_total", "counter",
+       "Generation requests refused before running (queue full, shutting down).");
+  for (const auto& [reason, n] : rejected_) {
+    out += fmt::format("magnetar_requests_rejected_total{{reason=\"{}\"}} {}\n", reason, n);
+  }
+  head("magnetar_generations_cancelled_total", "counter",
+       "Generations stopped because the client went away.");
+  out += fmt::format("magnetar_generations_cancelled_total {}\n", cancelled_);
+  head("magnetar_prompt_tokens_total", "counter", "Prompt tokens of served requests.");
+  out += fmt::format("magnetar_prompt_tokens_total {}\n", prompt_tokens_);
+  head("magnetar_cached_prompt_tokens_total", "counter",
+       "Prompt tokens reused from a live session or a stored state.");
+  out += fmt::format("magnetar_cached_prompt_tokens_total {}\n", cached_tokens_);
+  head("magnetar_completion_tokens_total", "counter", "Generated tokens.");
+  out += fmt::format("magnetar_completion_tokens_total {}\n", completion_tokens_);
+  head("magnetar_cache_placements_total", "counter",
+       "How prompts were placed on live sessions (source=\"none\" is a cache miss).");
+  for (const auto& [source, n] : placements_) {
+    out += fmt::format("magnetar_cache_placements_total{{source=\"{}\"}} {}\n", source, n);
+  }
+  head("magnetar_engine_steps_total", "counter", "Batched engine steps.");
+  out += fmt::format("magnetar_engine_steps_total {}\n", steps_);
+  head("magnetar_engine_batch_items_total", "counter",
+       "Sessions advanced, summed over steps (divide by steps for the mean batch).");
+  out += fmt::format("magnetar_engine_batch_items_total {}\n", batch_items_);
+  head("magnetar_prefill_tokens_total", "counter", "Prompt tokens evaluated.");
+  out += fmt::format("magnetar_prefill_tokens_total {}\n", prefill_tokens_);
+  head("magnetar_decode_tokens_total", "counter", "Generated tokens evaluated.");
+  out += fmt::format("magnetar_decode_tokens_total {}\n", decode_tokens_);
+  head("magnetar_prefill_seconds_total", "counter", "Engine time attributed to prefill.");
+  out += fmt::format("magnetar_prefill_seconds_total {:.6f}\n", prefill_seconds_);
+  head("magnetar_decode_seconds_total", "counter", "Engine time attributed to decode.");
+  out += fmt::format("magnetar_decode_seconds_total {:.6f}\n", decode_seconds_);
+  head("magnetar_prefill_tokens_per_second", "gauge", "Prefill tokens per engine second.");
+  out += fmt::format("magnetar_prefill_tokens_per_second {:.3f}\n",
+                     prefill_seconds_ > 0 ? prefill_tokens_ / prefill_seconds_ : 0.0);
+  head("magnetar_decode_tokens_per_second", "gauge",
+       "Decode tokens per engine second (all sessions of a step together).");
+  out += fmt::format("magnetar_decode_tokens_per_second {:.3f}\n",
+                     decode_seconds_ > 0 ? decode_tokens_ / decode_seconds_ : 0.0);
+  head("magnetar_queue_depth", "gauge", "Generation requests waiting for a live session.");
+  out += fmt::format("magnetar_queue_depth {}\n", queue_depth_);
+  head("magnetar_busy_sessions", "gauge", "Live sessions running a generation.");
+  out += fmt::format("magnetar_busy_sessions {}\n", busy_slots_);
+  head("magnetar_sessions", "gauge", "Live sessions (--parallel).");
+  out += fmt::format("magnetar_sessions {}\n", slots_);
+  return out;
+}
+
+}  // namespace magnetar::server

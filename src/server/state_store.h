@@ -1,0 +1,76 @@
+// Where model states go beyond the live sessions: the hook points of a persistent KV cache
+// (kv-cache.md §8 save points, §10 lookup), called by the scheduler.
+//
+// The scheduler owns the policy-free part: it calls restore() when no live session serves a
+// prompt, pauses a cold prefill where cold_save_point() says and saves there, stops prefill
+// chunks at each continued_save_point() and saves there (and before decode steps that land on
+// one), saves a live session before its slot is taken by another conversation (evict) and every
+// live session at shutdown. Everything else — whether a save is worth it (minimum length, budget),
+// file format, checksums, eviction of files — is the store's. The server runs with NullStateStore
+// (live reuse only) until a disk store is plugged in.
+//
+// All calls come from the scheduler thread, except recall_tool_ids(), which handler threads call
+// before rendering a request.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace magnetar::server {
+
+enum class SaveReason { kCold, kContinued, kEvict, kShutdown };
+
+const char* save_reason_name(SaveReason reason);
+
+// What a saved state's key text is (kv-cache.md §5).
+enum class KeyKind {
+  kTokenText,    // the decoded bytes of exactly the state's tokens
+  kVisibleText,  // a visible transcript the state stands for (hidden reasoning not in the text)
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // §10: loads into `session` the longest stored state whose key text is a byte prefix of
+  // `prompt_text` and returns the number of bytes it covers (the session's tokens are then the
+  // stored ones); nullopt, with the session unchanged, when there is none.
+  virtual std::optional<size_t> restore(std::string_view prompt_text, engine::Session& session) = 0;
+
+  // §8 cold: for a prompt served from nothing, the token count at which to pause the prefill and
+  // save (at most prompt.size()); nullopt for none.
+  virtual std::optional<int64_t> cold_save_point(std::span<const int32_t> prompt) = 0;
+
+  // §8 continued: the smallest token count greater than `processed` at which a save is due;
+  // nullopt for none.
+  virtual std::optional<int64_t> continued_save_point(int64_t processed) = 0;
+
+  // Saves the session's processed state under `key_text` (all of it is the session's; the store
+  // may decline, e.g. a state shorter than its minimum).
+  virtual void save(SaveReason reason, const engine::Session& session, std::string_view key_text,
+                    KeyKind kind) = 0;
+
+  // §14: the request mentions these tool-call ids that the in-memory map lacks; a store that keeps
+  // tool maps adds what it knows to the ToolMemory it was built with.
+  virtual void recall_tool_ids(const std::vector<std::string>& ids) = 0;
+};
+
+// No persistence: live sessions only.
+class NullStateStore final : public StateStore {
+ public:
+  std::optional<size_t> restore(std::string_view, engine::Session&) override {
+    return std::nullopt;
+  }
+  std::optional<int64_t> cold_save_point(std::span<const int32_t>) override { return std::nullopt; }
+  std::optional<int64_t> continued_save_point(int64_t) override { return std::nullopt; }
+  void save(SaveReason, const engine::Session&, std::string_view, KeyKind) override {}
+  void recall_tool_ids(const std::vector<std::string>&) override {}
+};
+
+}  // namespace magnetar::server
