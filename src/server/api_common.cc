@@ -7,9 +7,9 @@
 #include <limits>
 
 #include "chat/chat_error.h"
+#include "engine/prompt_tokens.h"
 #include "server/exact_replay.h"
 #include "server/json_text.h"
-#include "server/prompt_tokens.h"
 
 namespace magnetar::server {
 namespace {
@@ -98,7 +98,7 @@ JobRequest conversation_job(const ApiContext& ctx, const chat::ChatRequest& requ
     throw bad_request(e.what(), param);
   }
   job.prompt_text = job.prompt.text();
-  job.prompt_tokens = prompt_tokens(*ctx.tokenizer, job.prompt);
+  job.prompt_tokens = engine::prompt_tokens(*ctx.tokenizer, job.prompt);
   const int64_t n = static_cast<int64_t>(job.prompt_tokens.size());
   if (check_context && n >= ctx.context) throw context_error(n, ctx.context, param);
   job.mode = request.options.mode;

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "chat/template_strings.h"
-#include "server/prompt_tokens.h"
+#include "engine/prompt_tokens.h"
 
 namespace magnetar::server {
 namespace {
@@ -79,7 +79,7 @@ std::optional<Placement> LiveSessions::place(const chat::Prompt& prompt,
     for (const auto& [text, source] : texts) {
       if (text->empty() || !prompt_text.starts_with(*text)) continue;
       std::optional<std::vector<int32_t>> rest =
-          prompt_tokens_from(engine_.tokenizer(), prompt, text->size());
+          engine::prompt_tokens_from(engine_.tokenizer(), prompt, text->size());
       if (!rest) continue;
       std::vector<int32_t> tokens(held.begin(), held.end());
       tokens.insert(tokens.end(), rest->begin(), rest->end());

@@ -5,7 +5,7 @@
 #include "chat/template_strings.h"
 #include "server/generation.h"
 #include "server/json_text.h"
-#include "server/prompt_tokens.h"
+#include "engine/prompt_tokens.h"
 
 namespace magnetar::server {
 namespace {
@@ -231,7 +231,7 @@ Prepared prepare_completion(const Json& request, const ApiContext& ctx) {
     const std::string& text = value.get_ref<const std::string&>();
     if (!text.starts_with(chat::kBos)) job.prompt.add_control(chat::kBos);
     job.prompt.add_template(text);
-    job.prompt_tokens = prompt_tokens(tok, job.prompt);
+    job.prompt_tokens = engine::prompt_tokens(tok, job.prompt);
   } else if (value.is_array() && !value.empty()) {
     for (const Json& id : value) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 ||

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine/prompt_tokens.h"
 #include "server/generation.h"
 #include "server/log.h"
-#include "server/prompt_tokens.h"
 
 namespace magnetar::server {
 
@@ -181,7 +181,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
     }
     if (covered) {
       std::optional<std::vector<int32_t>> rest =
-          prompt_tokens_from(engine_.tokenizer(), r.prompt, *covered);
+          engine::prompt_tokens_from(engine_.tokenizer(), r.prompt, *covered);
       if (rest) {
         std::span<const int32_t> held = a->slot->processed();
         a->tokens.assign(held.begin(), held.end());

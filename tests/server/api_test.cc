@@ -4,7 +4,7 @@
 
 #include "server/anthropic_api.h"
 #include "server/openai_api.h"
-#include "server/prompt_tokens.h"
+#include "engine/prompt_tokens.h"
 #include "server/responses_api.h"
 #include "tokenizer/tokenizer_fixture.h"
 
@@ -44,7 +44,7 @@ TEST(ChatRequests, DefaultsAndTheRenderedPrompt) {
   Prepared p = prepare_chat_completion(chat_body(), api());
   EXPECT_EQ(p.job.prompt_text, "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜><think>")
       << "thinking is on by default";
-  EXPECT_EQ(p.job.prompt_tokens, prompt_tokens(tok(), p.job.prompt));
+  EXPECT_EQ(p.job.prompt_tokens, engine::prompt_tokens(tok(), p.job.prompt));
   EXPECT_EQ(p.job.prompt_tokens.size(), 5u);
   EXPECT_EQ(p.job.max_tokens, 100);
   EXPECT_EQ(p.job.sampling.temperature, 1.0f);
