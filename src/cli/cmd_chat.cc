@@ -8,7 +8,6 @@
 // Ctrl+C: during a prefill or a generation it stops that turn and returns to the prompt; at the
 // prompt, a second Ctrl+C in a row exits (as does Ctrl+D or /quit).
 #include <editline/readline.h>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -28,6 +27,7 @@
 #include "cli/cli_format.h"
 #include "cli/commands.h"
 #include "cli/generation_flags.h"
+#include "kvcache/file_io.h"
 
 namespace magnetar::cli {
 namespace {
@@ -61,32 +61,6 @@ fs::path magnetar_home() {
 bool valid_session_name(const std::string& name) {
   static const std::regex kName("[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}");
   return std::regex_match(name, kName);
-}
-
-// Writes through a temporary file, fsync and rename: a crash or a full disk never leaves a torn
-// file under the name, and an older save of the same name survives a failed write.
-void write_file_atomically(const fs::path& path, std::span<const uint8_t> bytes) {
-  const fs::path tmp = path.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(tmp.string() + ": " + std::strerror(errno));
-  size_t written = 0;
-  while (written < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error(path.string() + ": " + std::strerror(err));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(path.string() + ": " + std::strerror(err));
-  }
-  fs::rename(tmp, path);
 }
 
 // libedit's character reader. A Ctrl+C that lands after the prompt is drawn but before a plain
@@ -299,7 +273,12 @@ void ChatRepl::save(const std::string& name) {
   fs::create_directories(sessions_dir_);
   const fs::path path = sessions_dir_ / (name + ".session");
   const std::vector<uint8_t> bytes = conversation_->save();
-  write_file_atomically(path, bytes);
+  // Crash-safe (temp file, fsync, rename, directory fsync): a failed save leaves an older save of
+  // the same name intact.
+  const std::span<const uint8_t> pieces[] = {bytes};
+  const std::string warning =
+      kvcache::write_file_atomically(sessions_dir_, path.filename(), name + ".session.tmp", pieces);
+  if (!warning.empty()) fmt::print(stderr, "warning: {}\n", warning);
   fmt::print("saved {} ({} tokens, {})\n", path.string(), thousands(conversation_->tokens_used()),
              human_bytes(bytes.size()));
 }
