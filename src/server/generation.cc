@@ -109,7 +109,7 @@ void Generation::handle(std::vector<chat::CompletionEvent> events, std::vector<E
     switch (e.kind) {
       case Kind::kReasoning:
         result_.reasoning += e.text;
-        out.push_back({.kind = Event::Kind::kReasoning, .text = std::move(e.text)});
+        out.push_back(Event::delta(Event::Kind::kReasoning, std::move(e.text)));
         break;
       case Kind::kContent:
         emit_content(e.text, out);
@@ -117,20 +117,16 @@ void Generation::handle(std::vector<chat::CompletionEvent> events, std::vector<E
       case Kind::kToolCallBegin: {
         release_held_content(out);
         ToolCallResult call{ids_.new_id(request_.tool_id_prefix), e.text, ""};
-        out.push_back({.kind = Event::Kind::kToolCallBegin,
-                       .text = e.text,
-                       .index = e.call_index,
-                       .id = call.id});
+        out.push_back(Event::delta(Event::Kind::kToolCallBegin, e.text, e.call_index, call.id));
         result_.tool_calls.push_back(std::move(call));
         break;
       }
       case Kind::kToolCallArguments:
         result_.tool_calls.at(e.call_index).arguments += e.text;
-        out.push_back(
-            {.kind = Event::Kind::kToolCallArguments, .text = e.text, .index = e.call_index});
+        out.push_back(Event::delta(Event::Kind::kToolCallArguments, e.text, e.call_index));
         break;
       case Kind::kToolCallEnd:
-        out.push_back({.kind = Event::Kind::kToolCallEnd, .index = e.call_index});
+        out.push_back(Event::delta(Event::Kind::kToolCallEnd, "", e.call_index));
         break;
       case Kind::kError:
         // The completion broke the DSML grammar: keep what was parsed (closed calls only) and
@@ -147,7 +143,7 @@ void Generation::emit_content(const std::string& text, std::vector<Event>& out) 
   engine::StopMatcher::Output o = stop_.feed(text);
   if (!o.text.empty()) {
     (request_.raw ? result_.text : result_.content) += o.text;
-    out.push_back({.kind = Event::Kind::kContent, .text = std::move(o.text)});
+    out.push_back(Event::delta(Event::Kind::kContent, std::move(o.text)));
   }
   if (o.stop) {
     result_.stop_sequence = request_.stop[*o.stop];
@@ -159,7 +155,7 @@ void Generation::release_held_content(std::vector<Event>& out) {
   std::string held = stop_.flush();
   if (held.empty()) return;
   (request_.raw ? result_.text : result_.content) += held;
-  out.push_back({.kind = Event::Kind::kContent, .text = std::move(held)});
+  out.push_back(Event::delta(Event::Kind::kContent, std::move(held)));
 }
 
 void Generation::finish(FinishReason reason, std::vector<Event>& out) {

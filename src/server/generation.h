@@ -53,7 +53,6 @@ class Generation {
   std::string sampled_dsml() const;
   // A parse error that cut the generation short ("" when none).
   const std::string& parse_error() const { return parse_error_; }
-  uint64_t seed() const { return sampler_.seed(); }
   // The model is writing a tool-call block (no continued checkpoint is taken there, §8).
   bool in_tool_block() const { return guard_.in_block(); }
 

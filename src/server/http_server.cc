@@ -237,8 +237,25 @@ void HttpServer::install_routes() {
       res.set_content(count_message_tokens(parse_request_body(req.body), api_), "application/json");
     } catch (const ApiError& e) {
       send_error(res, ApiFlavor::kAnthropic, e);
+    } catch (const nlohmann::json::exception& e) {
+      send_error(res, ApiFlavor::kAnthropic,
+                 bad_request(std::string("a request field has the wrong JSON type: ") + e.what()));
     }
   });
+}
+
+Prepared HttpServer::prepare(Endpoint endpoint, const Json& body) const {
+  switch (endpoint) {
+    case Endpoint::kChatCompletions:
+      return prepare_chat_completion(body, api_);
+    case Endpoint::kCompletions:
+      return prepare_completion(body, api_);
+    case Endpoint::kResponses:
+      return prepare_response(body, api_);
+    case Endpoint::kMessages:
+      return prepare_message(body, api_);
+  }
+  throw std::logic_error("unknown endpoint");
 }
 
 void HttpServer::generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
@@ -246,19 +263,11 @@ void HttpServer::generate(const httplib::Request& req, httplib::Response& res, E
   try {
     Json body = parse_request_body(req.body);
     Prepared p;
-    switch (endpoint) {
-      case Endpoint::kChatCompletions:
-        p = prepare_chat_completion(body, api_);
-        break;
-      case Endpoint::kCompletions:
-        p = prepare_completion(body, api_);
-        break;
-      case Endpoint::kResponses:
-        p = prepare_response(body, api_);
-        break;
-      case Endpoint::kMessages:
-        p = prepare_message(body, api_);
-        break;
+    try {
+      p = prepare(endpoint, body);
+    } catch (const nlohmann::json::exception& e) {
+      // A member of an unexpected JSON type deep inside the request (e.g. a numeric "type").
+      throw bad_request(std::string("a request field has the wrong JSON type: ") + e.what());
     }
     auto job = std::make_shared<Job>(std::move(p.job));
     switch (scheduler_.submit(job)) {

@@ -59,6 +59,7 @@ class HttpServer {
 
  private:
   void install_routes();
+  Prepared prepare(Endpoint endpoint, const Json& body) const;
   void generate(const httplib::Request& request, httplib::Response& response, Endpoint endpoint);
   void wait_for_result(const std::shared_ptr<Job>& job, std::shared_ptr<Responder> responder,
                        ApiFlavor flavor, httplib::Response& response);

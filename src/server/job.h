@@ -89,6 +89,16 @@ struct Event {
   int status = 0;
   std::string code;  // kFailed: e.g. "context_length_exceeded" (usage.prompt_tokens says why)
   std::shared_ptr<const GenerationResult> result;
+
+  // An event of the text-carrying kinds (deltas, tool-call begin/arguments/end).
+  static Event delta(Kind kind, std::string text, int index = -1, std::string id = "") {
+    Event e;
+    e.kind = kind;
+    e.text = std::move(text);
+    e.index = index;
+    e.id = std::move(id);
+    return e;
+  }
 };
 
 // A queue of events from the scheduler to one handler. push() never blocks.

@@ -49,11 +49,6 @@ LiveSessions::LiveSessions(engine::Engine& engine, int count) : engine_(engine) 
   }
 }
 
-int LiveSessions::busy() const {
-  return static_cast<int>(
-      std::count_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->busy; }));
-}
-
 std::optional<Placement> LiveSessions::place(const chat::Prompt& prompt,
                                              const std::string& prompt_text,
                                              const std::vector<int32_t>& prompt_tokens) {

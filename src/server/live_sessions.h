@@ -71,7 +71,6 @@ class LiveSessions {
   LiveSessions(engine::Engine& engine, int count);
 
   int count() const { return static_cast<int>(slots_.size()); }
-  int busy() const;
   Slot& slot(int i) { return *slots_[i]; }
 
   // The idle slot that serves the prompt best and the tokens it must hold; nullopt when every

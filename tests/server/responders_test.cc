@@ -68,22 +68,24 @@ std::vector<SseEvent> parse_sse(const std::string& text) {
 
 // A generation with reasoning, content and two calls, as the scheduler reports it.
 std::vector<Event> sample_events() {
+  using Kind = Event::Kind;
   std::vector<Event> e;
-  Event started{.kind = Event::Kind::kStarted};
-  started.usage = {.prompt_tokens = 20, .cached_tokens = 8};
+  Event started;
+  started.kind = Kind::kStarted;
+  started.usage.prompt_tokens = 20;
+  started.usage.cached_tokens = 8;
   e.push_back(started);
-  e.push_back({.kind = Event::Kind::kReasoning, .text = "Let me "});
-  e.push_back({.kind = Event::Kind::kReasoning, .text = "see."});
-  e.push_back({.kind = Event::Kind::kContent, .text = "Checking"});
-  e.push_back({.kind = Event::Kind::kContent, .text = " now."});
-  e.push_back(
-      {.kind = Event::Kind::kToolCallBegin, .text = "get_weather", .index = 0, .id = "id_a"});
-  e.push_back({.kind = Event::Kind::kToolCallArguments, .text = "{\"city\": \"", .index = 0});
-  e.push_back({.kind = Event::Kind::kToolCallArguments, .text = "Paris\"}", .index = 0});
-  e.push_back({.kind = Event::Kind::kToolCallEnd, .index = 0});
-  e.push_back({.kind = Event::Kind::kToolCallBegin, .text = "now", .index = 1, .id = "id_b"});
-  e.push_back({.kind = Event::Kind::kToolCallArguments, .text = "{}", .index = 1});
-  e.push_back({.kind = Event::Kind::kToolCallEnd, .index = 1});
+  e.push_back(Event::delta(Kind::kReasoning, "Let me "));
+  e.push_back(Event::delta(Kind::kReasoning, "see."));
+  e.push_back(Event::delta(Kind::kContent, "Checking"));
+  e.push_back(Event::delta(Kind::kContent, " now."));
+  e.push_back(Event::delta(Kind::kToolCallBegin, "get_weather", 0, "id_a"));
+  e.push_back(Event::delta(Kind::kToolCallArguments, "{\"city\": \"", 0));
+  e.push_back(Event::delta(Kind::kToolCallArguments, "Paris\"}", 0));
+  e.push_back(Event::delta(Kind::kToolCallEnd, "", 0));
+  e.push_back(Event::delta(Kind::kToolCallBegin, "now", 1, "id_b"));
+  e.push_back(Event::delta(Kind::kToolCallArguments, "{}", 1));
+  e.push_back(Event::delta(Kind::kToolCallEnd, "", 1));
   return e;
 }
 
@@ -181,8 +183,8 @@ TEST(CompletionStream, TextChunksThenFinishUsageAndDone) {
   r.finish = FinishReason::kLength;
   r.text = "ab";
   std::string text = p.responder->stream_open();
-  text += p.responder->stream_event({.kind = Event::Kind::kContent, .text = "a"});
-  text += p.responder->stream_event({.kind = Event::Kind::kContent, .text = "b"});
+  text += p.responder->stream_event(Event::delta(Event::Kind::kContent, "a"));
+  text += p.responder->stream_event(Event::delta(Event::Kind::kContent, "b"));
   std::vector<SseEvent> events = parse_sse(text + p.responder->stream_close(r));
   ASSERT_EQ(events.size(), 5u);
   EXPECT_EQ(events[0].json["choices"][0]["text"], "a");

@@ -124,6 +124,21 @@ describe('malformed requests', () => {
     assertOpenAiError(await post(strict, '/v1/chat/completions', { ...CHAT, n: 3 }), 400, 'n');
     assertOpenAiError(await post(strict, '/v1/completions', { prompt: 42 }), 400, 'prompt');
     assertOpenAiError(await post(strict, '/v1/responses', { input: 'x', stream: 1 }), 400, 'stream');
+    assertOpenAiError(await post(strict, '/v1/responses', { input: [{ type: 5 }] }), 400);
+    assertOpenAiError(
+      await post(strict, '/v1/chat/completions', { messages: [{ role: 7, content: 'x' }] }),
+      400,
+    );
+    assertAnthropicError(
+      await post(strict, '/v1/messages', { ...MESSAGE, tool_choice: { type: 3 } }),
+      400,
+      'invalid_request_error',
+    );
+    assertAnthropicError(
+      await post(strict, '/v1/messages/count_tokens', { messages: [{ role: 'user', content: 5 }] }),
+      400,
+      'invalid_request_error',
+    );
     assertAnthropicError(
       await post(strict, '/v1/messages', { ...MESSAGE, stop_sequences: [1] }),
       400,
