@@ -127,11 +127,16 @@ int ChatRepl::run() {
   const fs::path history = magnetar_home() / "chat_history";
   std::error_code ec;
   fs::create_directories(history.parent_path(), ec);
+  // Before the first libedit call: libedit's using_history() initializes its readline layer,
+  // which reads these settings only then. libedit's own SIGINT handler stays out: it re-raises
+  // the signal with kill() from inside the handler, and a Ctrl+C typed at the prompt was lost
+  // in that dance now and then; read_key() and our flag handle Ctrl+C alone.
+  rl_getc_function = read_key;
+  rl_catch_signals = 0;
+  install_interrupt_handler();
   using_history();
   stifle_history(1000);
   read_history(history.c_str());
-  install_interrupt_handler();
-  rl_getc_function = read_key;
 
   fmt::print("magnetar chat: {} ({} backend, context {} tokens). /help lists the commands.\n",
              flags_.model, engine_->backend_name(), thousands(engine_->context()));
