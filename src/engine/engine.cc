@@ -9,7 +9,6 @@
 #endif
 
 namespace magnetar::engine {
-namespace {
 
 std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const EngineOptions& o) {
   std::string name = o.backend.empty() ? "auto" : o.backend;
@@ -36,8 +35,6 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
   cpu_options.threads = o.threads;
   return std::make_unique<cpu::CpuBackend>(file, cpu_options);
 }
-
-}  // namespace
 
 std::vector<std::string> available_backends() {
   std::vector<std::string> names;
