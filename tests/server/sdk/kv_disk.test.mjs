@@ -27,7 +27,7 @@ const dir = join(root, 'cache');
 after(() => rmSync(root, { recursive: true, force: true }));
 
 let system = '';
-for (let i = 1; i <= 120; ++i) {
+for (let i = 1; i <= 72; ++i) {
   system += `Rule ${i}: answer in plain words, cite the section you rely on, and keep it short. `;
 }
 const FIRST = [
