@@ -63,13 +63,14 @@ std::vector<int32_t> bench_tokens(const BenchCliOptions& o, const engine::Engine
 }
 
 void print_row(const engine::BenchRow& r) {
-  fmt::print(stderr,
-             "magnetar bench: ctx {:>8}: prefill {} tokens in {:.3f} s ({:.1f} tok/s), decode {} "
-             "tokens in {:.3f} s ({:.1f} tok/s, host argmax {:.3f} s), state {}\n",
-             thousands(static_cast<uint64_t>(r.ctx_tokens)),
-             thousands(static_cast<uint64_t>(r.prefill_tokens * r.batch)), r.prefill_seconds,
-             r.prefill_tps(), thousands(static_cast<uint64_t>(r.gen_tokens * r.batch)),
-             r.gen_seconds, r.gen_tps(), r.sample_seconds, human_bytes(r.kvcache_bytes));
+  fmt::print(
+      stderr,
+      "magnetar bench: ctx {:>8}: prefill {} tokens in {:.3f} s ({:.1f} tok/s), decode {} "
+      "tokens in {:.3f} s ({:.1f} tok/s, host argmax {:.3f} s), state {}, logits sd {:.3g}\n",
+      thousands(static_cast<uint64_t>(r.ctx_tokens)),
+      thousands(static_cast<uint64_t>(r.prefill_tokens * r.batch)), r.prefill_seconds,
+      r.prefill_tps(), thousands(static_cast<uint64_t>(r.gen_tokens * r.batch)), r.gen_seconds,
+      r.gen_tps(), r.sample_seconds, human_bytes(r.kvcache_bytes), r.logits_stddev);
 }
 
 void print_summary(const std::vector<engine::BenchRow>& rows) {

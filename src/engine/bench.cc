@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -95,6 +96,21 @@ std::string bench_csv_row(const BenchRow& r, bool with_batch) {
   return line;
 }
 
+double checked_logits_stddev(std::span<const float> logits, int64_t frontier) {
+  const std::string where = "at context " + std::to_string(frontier) + ": ";
+  if (logits.empty()) throw std::runtime_error(where + "no logits");
+  double sum = 0, sum_sq = 0;
+  for (float v : logits) {
+    if (!std::isfinite(v)) throw std::runtime_error(where + "the logits are not finite");
+    sum += v;
+    sum_sq += static_cast<double>(v) * v;
+  }
+  const auto [low, high] = std::minmax_element(logits.begin(), logits.end());
+  if (*low == *high) throw std::runtime_error(where + "every logit is equal");
+  const double mean = sum / static_cast<double>(logits.size());
+  return std::sqrt(std::max(0.0, sum_sq / static_cast<double>(logits.size()) - mean * mean));
+}
+
 int32_t argmax_excluding(std::span<const float> logits, int32_t excluded) {
   int32_t best = -1;
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -141,6 +157,7 @@ BenchRow Bench::next(const ProgressFn& progress) {
   for (Session* s : batch_) s->set_tokens(prefix);
   engine_.step(batch_, progress);
   row.prefill_seconds = now_seconds() - prefill_start;
+  row.logits_stddev = checked_logits_stddev(batch_[0]->logits(), frontier);
 
   std::vector<SessionState> snapshots;
   for (Session* s : batch_) {

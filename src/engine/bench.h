@@ -63,6 +63,10 @@ struct BenchRow {
   double sample_seconds = 0;   // of which: the host argmax
   uint64_t kvcache_bytes = 0;  // state bytes of all the sessions at the frontier
   int batch = 1;
+  // Standard deviation of session 0's logits at the frontier: a model whose activations vanished
+  // or exploded (random weights with bad scales) shows here, and non-finite or all-equal logits
+  // stop the bench with an error.
+  double logits_stddev = 0;
 
   double prefill_tps() const;  // batch × prefill_tokens / prefill_seconds (0 when no time)
   double gen_tps() const;      // batch × gen_tokens / gen_seconds
@@ -84,8 +88,9 @@ class Bench {
 
   // Prefills every session to the next frontier, probes and restores. At the last frontier the
   // probe is not undone: nothing follows, and not holding a snapshot there spares a second copy of
-  // the largest states. Throws std::logic_error after the last frontier. `progress` sees the
-  // prefill's tokens done and total (all sessions).
+  // the largest states. Throws std::logic_error after the last frontier and std::runtime_error
+  // for degenerate logits (see BenchRow::logits_stddev). `progress` sees the prefill's tokens done
+  // and total (all sessions).
   BenchRow next(const ProgressFn& progress = nullptr);
   bool done() const { return next_ >= frontiers_.size(); }
 
@@ -105,6 +110,10 @@ class Bench {
   std::vector<Session*> batch_;
   std::vector<int32_t> last_probe_;
 };
+
+// The standard deviation of a frontier's logits. Throws std::runtime_error naming the frontier
+// when they cannot come from a working model: empty, not finite, or all equal.
+double checked_logits_stddev(std::span<const float> logits, int64_t frontier);
 
 // The greedy token: the highest logit other than `excluded` (ties: the lowest id).
 int32_t argmax_excluding(std::span<const float> logits, int32_t excluded);

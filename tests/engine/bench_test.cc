@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -89,6 +90,15 @@ TEST(BenchArgmax, SkipsTheExcludedTokenAndPrefersTheLowestIdOnTies) {
   EXPECT_THROW(argmax_excluding(std::vector<float>{1.0f}, 0), std::logic_error);
 }
 
+TEST(BenchLogits, StddevOfSaneLogitsAndErrorsForDegenerateOnes) {
+  // Values 1..4: mean 2.5, variance (2.25 + 0.25 + 0.25 + 2.25) / 4 = 1.25.
+  EXPECT_NEAR(checked_logits_stddev(std::vector<float>{1, 2, 3, 4}, 8), std::sqrt(1.25), 1e-12);
+  EXPECT_THROW(checked_logits_stddev(std::vector<float>{1, NAN, 3}, 8), std::runtime_error);
+  EXPECT_THROW(checked_logits_stddev(std::vector<float>{1, INFINITY}, 8), std::runtime_error);
+  EXPECT_THROW(checked_logits_stddev(std::vector<float>{2, 2, 2}, 8), std::runtime_error);
+  EXPECT_THROW(checked_logits_stddev(std::vector<float>{}, 8), std::runtime_error);
+}
+
 class BenchTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -156,6 +166,7 @@ TEST_F(BenchTest, RowsFollowTheFrontiersAndTheProbesLeaveNoTrace) {
     EXPECT_GT(row.prefill_seconds, 0);
     EXPECT_GT(row.gen_seconds, 0);
     EXPECT_LE(row.sample_seconds, row.gen_seconds);
+    EXPECT_GT(row.logits_stddev, 0);
     EXPECT_GT(row.kvcache_bytes, previous_bytes);  // compressed rows accumulate with the context
     previous_bytes = row.kvcache_bytes;
 

@@ -175,8 +175,8 @@ class Generator {
                   synth::hash_name(t.name));
       m.data = a.data();
     }
+    out_.placed.push_back({&t, m.type, m.data, bytes, !(is_routed_expert(t) && experts_on_host_)});
     done_ += bytes;
-    out_.generated_bytes += bytes;
     report();
     return m;
   }
@@ -186,8 +186,10 @@ class Generator {
   std::vector<float> vector(const std::string& name) {
     const ExpectedTensor& t = find(name);
     const std::vector<uint8_t> bytes = host_chunk(t, GgmlType::kF32);
-    std::vector<float> v(bytes.size() / sizeof(float));
+    std::vector<float>& v = out_.vectors.emplace_back(bytes.size() / sizeof(float));
     std::memcpy(v.data(), bytes.data(), bytes.size());
+    out_.placed.push_back(
+        {&t, GgmlType::kF32, reinterpret_cast<const uint8_t*>(v.data()), bytes.size(), false});
     return v;
   }
 
@@ -197,6 +199,8 @@ class Generator {
     const std::vector<uint8_t> bytes = host_chunk(t, GgmlType::kI32);
     std::vector<int32_t>& ids = out_.token_maps.emplace_back(bytes.size() / sizeof(int32_t));
     std::memcpy(ids.data(), bytes.data(), bytes.size());
+    out_.placed.push_back(
+        {&t, GgmlType::kI32, reinterpret_cast<const uint8_t*>(ids.data()), bytes.size(), false});
     return ids.data();
   }
 

@@ -57,15 +57,25 @@ class HostBuffer {
   size_t bytes_ = 0;
 };
 
+// Where one tensor of the inventory was made, in its stored form.
+struct PlacedTensor {
+  const model::ExpectedTensor* tensor = nullptr;
+  quant::GgmlType type = quant::GgmlType::kF32;  // vectors: F32, as bind_weights decodes them
+  const uint8_t* data = nullptr;
+  size_t bytes = 0;
+  bool on_device = false;
+};
+
 // The weights and everything they point into. Must outlive the DeviceModelWeights adopted from it
 // and any ExpertCache serving its host experts.
 struct SyntheticWeights {
   model::ModelWeights weights;
-  std::vector<model::ExpectedTensor> tensors;   // owns the names weights point to
+  std::vector<model::ExpectedTensor> tensors;   // owns the names the weights point to
+  std::vector<PlacedTensor> placed;             // every tensor, by name (tests write them out)
   std::deque<DeviceArray<uint8_t>> device;      // matrices (and routed experts on the device)
   std::deque<HostBuffer> host_experts;          // routed experts, when on the host
+  std::deque<std::vector<float>> vectors;       // norms, scales, biases (copied into weights)
   std::deque<std::vector<int32_t>> token_maps;  // hash-routing tables
-  size_t generated_bytes = 0;                   // matrix bytes written by the generator
 };
 
 // What upload_weights would put in device memory for this model (weight_bytes' accounting).
