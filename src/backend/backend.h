@@ -8,6 +8,7 @@
 // round-trip that form exactly, so a session saved on one backend resumes on another.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -29,6 +30,9 @@ class Sequence {
   virtual std::unique_ptr<Sequence> clone() const = 0;
   // The state in the portable form.
   virtual cpu::SequenceState export_state() const = 0;
+  // Bytes of memory the state holds (host arrays on the CPU, device allocations on CUDA): what
+  // `magnetar bench` reports as kvcache_bytes.
+  virtual size_t state_bytes() const = 0;
 };
 
 // One sequence advanced by a forward call.

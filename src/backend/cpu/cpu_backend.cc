@@ -6,6 +6,27 @@
 namespace magnetar::cpu {
 namespace {
 
+size_t float_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
+
+size_t compressor_bytes(const std::optional<CompressorState>& c) {
+  if (!c) return 0;
+  return float_bytes(c->kv) + float_bytes(c->score) + float_bytes(c->prev_kv) +
+         float_bytes(c->prev_score) + float_bytes(c->rows);
+}
+
+size_t layer_bytes(const LayerState& layer) {
+  return float_bytes(layer.window) + compressor_bytes(layer.compressor) +
+         compressor_bytes(layer.indexer);
+}
+
+// The float arrays of a state: window rings, compressor blocks and emitted rows, MTP ring.
+size_t sequence_state_bytes(const SequenceState& state) {
+  size_t n = float_bytes(state.mtp_pending_hidden);
+  for (const LayerState& layer : state.layers) n += layer_bytes(layer);
+  if (state.mtp) n += layer_bytes(*state.mtp);
+  return n;
+}
+
 class CpuSequence final : public backend::Sequence {
  public:
   explicit CpuSequence(SequenceState state) : state(std::move(state)) {}
@@ -14,6 +35,7 @@ class CpuSequence final : public backend::Sequence {
     return std::make_unique<CpuSequence>(state);
   }
   SequenceState export_state() const override { return state; }
+  size_t state_bytes() const override { return sequence_state_bytes(state); }
 
   SequenceState state;
 };

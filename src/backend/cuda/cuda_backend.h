@@ -15,6 +15,10 @@ class CudaBackend final : public backend::Backend {
  public:
   // Uploads the weights of `file`, which must outlive the backend (see CudaModel).
   CudaBackend(const gguf::GgufFile& file, const CudaOptions& options) : model_(file, options) {}
+  // Random weights for `config`, made in device memory (synthetic_weights.h).
+  CudaBackend(const model::ModelConfig& config, const SyntheticSpec& spec,
+              const CudaOptions& options)
+      : model_(config, spec, options) {}
 
   std::string_view name() const override { return "cuda"; }
   const model::ModelConfig& config() const override { return model_.config(); }
@@ -37,6 +41,11 @@ class CudaBackend final : public backend::Backend {
 // The CUDA backend for `file`.
 std::unique_ptr<backend::Backend> make_cuda_backend(const gguf::GgufFile& file,
                                                     const CudaOptions& options);
+
+// The CUDA backend for a model of `config` with random weights made on the GPU.
+std::unique_ptr<backend::Backend> make_synthetic_cuda_backend(const model::ModelConfig& config,
+                                                              const SyntheticSpec& spec,
+                                                              const CudaOptions& options);
 
 // True when a CUDA device is present and this build's kernels can run on it.
 bool cuda_backend_usable();

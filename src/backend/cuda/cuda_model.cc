@@ -70,6 +70,29 @@ int64_t argmax(const float* v, int64_t n) {
   return std::max_element(v, v + n) - v;  // the first maximum, as cpu::CpuModel takes it
 }
 
+// Device memory the weights may take: the option, or the free memory less the reserve.
+size_t weight_budget(const CudaOptions& o) {
+  if (o.gpu_mem != 0) return o.gpu_mem;
+  size_t free = 0, total = 0;
+  MAGNETAR_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return free > kReserve ? free - kReserve : 0;
+}
+
+// Where the weights go: all on the device when they fit, else the routed experts on the host
+// (throws when even the rest does not fit).
+UploadOptions placement(const WeightBytes& sizes, size_t budget, bool progress) {
+  UploadOptions upload;
+  upload.progress = progress;
+  upload.experts_on_host = sizes.total > budget;
+  const size_t resident = sizes.total - sizes.routed_experts;
+  if (upload.experts_on_host && resident >= budget) {
+    throw std::runtime_error("the model's weights other than routed experts (" +
+                             std::to_string(resident >> 20) + " MiB) do not fit in " +
+                             std::to_string(budget >> 20) + " MiB of device memory");
+  }
+  return upload;
+}
+
 }  // namespace
 
 CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
@@ -83,27 +106,40 @@ CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
   MAGNETAR_CUDA_CHECK(cudaSetDevice(options.device));
 
   const WeightBytes sizes = weight_bytes(host_weights_, config_);
-  size_t budget = options.gpu_mem;
-  if (budget == 0) {
-    size_t free = 0, total = 0;
-    MAGNETAR_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-    budget = free > kReserve ? free - kReserve : 0;
-  }
-  UploadOptions upload;
-  upload.progress = options.progress;
-  upload.experts_on_host = sizes.total > budget;
-  const size_t resident = sizes.total - sizes.routed_experts;
-  if (upload.experts_on_host && resident >= budget) {
-    throw std::runtime_error("the model's weights other than routed experts (" +
-                             std::to_string(resident >> 20) + " MiB) do not fit in " +
-                             std::to_string(budget >> 20) + " MiB of device memory");
-  }
+  const size_t budget = weight_budget(options);
+  const UploadOptions upload = placement(sizes, budget, options.progress);
   weights_ = upload_weights(host_weights_, config_, upload);
   if (upload.experts_on_host) {
-    cache_ = std::make_unique<ExpertCache>(host_weights_, weights_, budget - resident);
+    cache_ = std::make_unique<ExpertCache>(host_weights_, weights_,
+                                           budget - (sizes.total - sizes.routed_experts));
   }
+  init_runtime();
+}
 
-  layout_ = make_layout(config_, options, weights_.mtp.has_value());
+CudaModel::CudaModel(const model::ModelConfig& config, const SyntheticSpec& spec,
+                     const CudaOptions& options)
+    : config_(config), options_(options) {
+  if (options.context < 0) throw std::invalid_argument("context must not be negative");
+  config_.validate();
+  check_supported(config_);
+  MAGNETAR_CUDA_CHECK(cudaSetDevice(options.device));
+
+  const WeightBytes sizes = synthetic_weight_bytes(config_, spec);
+  const size_t budget = weight_budget(options);
+  UploadOptions upload = placement(sizes, budget, options.progress);
+  synthetic_ = make_synthetic_weights(config_, spec, upload.experts_on_host, options.progress);
+  host_weights_ = synthetic_->weights;
+  upload.adopt_device_matrices = true;
+  weights_ = upload_weights(host_weights_, config_, upload);
+  if (upload.experts_on_host) {
+    cache_ = std::make_unique<ExpertCache>(host_weights_, weights_,
+                                           budget - (sizes.total - sizes.routed_experts));
+  }
+  init_runtime();
+}
+
+void CudaModel::init_runtime() {
+  layout_ = make_layout(config_, options_, weights_.mtp.has_value());
   const cpu::RopeTable window(static_cast<int>(config_.rope_dim), config_.rope_base, std::nullopt);
   const cpu::RopeTable compressed(static_cast<int>(config_.rope_dim), config_.compress_rope_base,
                                   cpu::YarnParams{config_.rope_scale_factor, config_.rope_orig_ctx,

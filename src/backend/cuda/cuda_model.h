@@ -28,6 +28,7 @@
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/expert_cache.h"
 #include "backend/cuda/moe.cuh"
+#include "backend/cuda/synthetic_weights.h"
 #include "gguf/gguf_reader.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
@@ -51,6 +52,10 @@ class CudaModel {
   // model::ConfigError for an invalid model, std::invalid_argument for bad options and
   // std::runtime_error for CUDA failures (no device, out of memory).
   CudaModel(const gguf::GgufFile& file, const CudaOptions& options);
+  // A model of `config` with random weights made in device memory (synthetic_weights.h); the
+  // routed experts go to host memory and the expert cache when they do not fit. Same errors.
+  CudaModel(const model::ModelConfig& config, const SyntheticSpec& spec,
+            const CudaOptions& options);
   ~CudaModel();
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;
@@ -86,10 +91,13 @@ class CudaModel {
   // The MTP work of every item with MTP state, after the main pass left its states in X_.
   void forward_mtp(std::span<Item> items, std::span<const float> main_logits,
                    std::span<const int64_t> logit_rows);
+  // The state layout, RoPE tables and stream, once the weights are in place.
+  void init_runtime();
 
   model::ModelConfig config_;
   CudaOptions options_;
   model::ModelWeights host_weights_;
+  std::unique_ptr<SyntheticWeights> synthetic_;  // what host_weights_ points into, if synthetic
   DeviceModelWeights weights_;
   std::unique_ptr<ExpertCache> cache_;
   std::shared_ptr<const StateLayout> layout_;

@@ -112,7 +112,7 @@ struct DeviceModelWeights {
 
   // The device memory behind the pointers above.
   std::vector<DeviceArray<uint8_t>> storage;
-  size_t device_bytes = 0;  // bytes uploaded
+  size_t device_bytes = 0;  // bytes in device memory (uploaded or adopted)
 };
 
 struct UploadOptions {
@@ -120,6 +120,9 @@ struct UploadOptions {
   // Leaves the routed experts in host memory: their tables stay null until an ExpertCache
   // (expert_cache.h) takes them over.
   bool experts_on_host = false;
+  // The matrices' data (routed experts included, unless on the host) already lie in device memory
+  // (synthetic_weights.h): they are used in place and only the vectors and tables are copied.
+  bool adopt_device_matrices = false;
 };
 
 // Uploads the weights of `host` (bound to a file that outlives the result), the MTP block included
