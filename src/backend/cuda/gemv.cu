@@ -20,7 +20,7 @@ using gemv::kStepElems;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kMaxTokens = 8;        // tokens per block
+constexpr int kMaxTokens = 8;         // tokens per block
 constexpr int64_t kMaxGridY = 65535;  // CUDA's limit on gridDim.y
 
 struct GemvParams {
@@ -97,7 +97,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     if (e < 0 || e >= p.n_experts) {
       // A corrupt id: NaN outputs make it visible without reading outside the table.
       for (int i = static_cast<int>(threadIdx.x); i < row_groups * kRows; i += kThreads) {
-        if (tile_row0 + i < p.rows) p.y[pair * p.y_stride + tile_row0 + i] = __int_as_float(0x7fc00000);
+        if (tile_row0 + i < p.rows)
+          p.y[pair * p.y_stride + tile_row0 + i] = __int_as_float(0x7fc00000);
       }
       return;
     }
@@ -111,8 +112,10 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     n_tok = static_cast<int>(min(static_cast<int64_t>(kTokens), p.n_tokens - out0));
   }
   if constexpr (F::kUsesTables) {
-    for (int i = static_cast<int>(threadIdx.x); i < 256; i += kThreads) tables.grid[i] = p.tables.grid[i];
-    for (int i = static_cast<int>(threadIdx.x); i < 128; i += kThreads) tables.signs[i] = p.tables.signs[i];
+    for (int i = static_cast<int>(threadIdx.x); i < 256; i += kThreads)
+      tables.grid[i] = p.tables.grid[i];
+    for (int i = static_cast<int>(threadIdx.x); i < 128; i += kThreads)
+      tables.signs[i] = p.tables.signs[i];
     __syncthreads();
   }
 
@@ -132,7 +135,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     src[i] = row_offset(r) + (word % kWordsPerRow) * 16;
     dst[i] = r * kRowStride + (word % kWordsPerRow) * 16;
   }
-  const bool aligned = ((reinterpret_cast<uintptr_t>(w) | static_cast<uintptr_t>(p.row_bytes)) & 15) == 0;
+  const bool aligned =
+      ((reinterpret_cast<uintptr_t>(w) | static_cast<uintptr_t>(p.row_bytes)) & 15) == 0;
   const int64_t n_chunks = (p.cols + kChunkElems - 1) / kChunkElems;
   const int64_t full_chunks = p.cols / kChunkElems;
   auto fast = [&](int64_t c) { return aligned && c < full_chunks; };
@@ -159,7 +163,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     }
     // Unaligned rows or the last, partial chunk: 2-byte copies (every row is 2-byte aligned).
     const int64_t start = c * kChunkBytes;
-    const int halves = static_cast<int>(min(static_cast<int64_t>(kChunkBytes), p.data_bytes - start) / 2);
+    const int halves =
+        static_cast<int>(min(static_cast<int64_t>(kChunkBytes), p.data_bytes - start) / 2);
     for (int i = lane; i < kRows * halves; i += 32) {
       const int r = i / halves;
       const int h = i % halves;
@@ -292,8 +297,8 @@ void require_support(const DeviceMatrix& w, const float* x, int64_t x_stride, co
 
 bool gemv_supports(const DeviceMatrix& w, const float* x, int64_t x_stride) {
   return gemv::has_format(w.type) && w.cols > 0 && w.cols % kGroup == 0 &&
-         quant::row_fits(w.type, w.cols) &&
-         (reinterpret_cast<uintptr_t>(x) & 15) == 0 && x_stride % 4 == 0;
+         quant::row_fits(w.type, w.cols) && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
+         x_stride % 4 == 0;
 }
 
 void gemv_cuda(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_t n_tokens, float* y,

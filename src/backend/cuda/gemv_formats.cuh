@@ -42,8 +42,8 @@
 
 namespace magnetar::gpu::gemv {
 
-constexpr int kGroup = 8;                   // consecutive elements per lane per step
-constexpr int kStepElems = 32 * kGroup;     // elements of one step of a row
+constexpr int kGroup = 8;                // consecutive elements per lane per step
+constexpr int kStepElems = 32 * kGroup;  // elements of one step of a row
 
 // The IQ2_XXS tables in shared memory (quant::kIq2xxsGrid, quant::kIq2xsSigns).
 struct SharedTables {
@@ -154,7 +154,8 @@ struct IQ2_XXS {
     bytes_to_floats(static_cast<uint32_t>(magnitudes), static_cast<uint32_t>(magnitudes >> 32), w);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      w[i] = __int_as_float(__float_as_int(w[i]) ^ static_cast<int>((signs << (31 - i)) & 0x80000000u));
+      w[i] = __int_as_float(__float_as_int(w[i]) ^
+                            static_cast<int>((signs << (31 - i)) & 0x80000000u));
     }
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) acc[t] = __fmaf_rn(db, dot8(w, x[t]), acc[t]);
