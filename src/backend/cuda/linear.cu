@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm_tc.cuh"
 #include "backend/cuda/linear.cuh"
 #include "backend/cuda/numerics.cuh"
 #include "backend/cuda/weight_decode.cuh"
@@ -130,6 +131,11 @@ void linear_cuda(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_
                  float* y, int64_t y_stride, cudaStream_t stream) {
   check_shape(w, "linear_cuda");
   if (n_tokens <= 0 || w.rows == 0) return;
+  // Many tokens go to tensor cores when this thread installed that path (gemm_tc.cuh).
+  if (TensorCoreGemm* tc = current_tensor_core_gemm(); tc && n_tokens >= tc->options().min_tokens) {
+    tc->linear(w, x, x_stride, n_tokens, y, y_stride, stream);
+    return;
+  }
   LinearParams p{};
   p.w = w.data;
   p.rows = w.rows;
