@@ -93,6 +93,24 @@ UploadOptions placement(const WeightBytes& sizes, size_t budget, bool progress) 
   return upload;
 }
 
+// The matrix-product path of the calling thread for one forward pass: the CPU's order with
+// CudaOptions::reference_order (or when the caller already asked for it), else the fast kernels
+// with the model's tensor-core GEMMs.
+class MatmulScope {
+ public:
+  MatmulScope(bool reference, TensorCoreGemm* tensor_cores)
+      : previous_(reference_order()), tensor_cores_(reference ? nullptr : tensor_cores) {
+    set_reference_order(reference || previous_);
+  }
+  ~MatmulScope() { set_reference_order(previous_); }
+  MatmulScope(const MatmulScope&) = delete;
+  MatmulScope& operator=(const MatmulScope&) = delete;
+
+ private:
+  bool previous_;
+  ScopedTensorCoreGemm tensor_cores_;
+};
+
 }  // namespace
 
 CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
@@ -149,6 +167,7 @@ void CudaModel::init_runtime() {
   // A blocking stream: it orders itself after the synchronous copies of DeviceArray (legacy default
   // stream), which fill weights, states and batch inputs.
   MAGNETAR_CUDA_CHECK(cudaStreamCreate(&stream_));
+  if (!options_.reference_order) tensor_cores_ = std::make_unique<TensorCoreGemm>();
 }
 
 CudaModel::~CudaModel() {
@@ -190,6 +209,7 @@ void CudaModel::forward(std::span<Item> items) {
   const model::ModelConfig& c = config_;
   const int64_t D = c.n_embd, hc = c.hc_count, V = c.n_vocab, W = c.sliding_window;
   MAGNETAR_CUDA_CHECK(cudaSetDevice(options_.device));
+  const MatmulScope matmul(options_.reference_order, tensor_cores_.get());
 
   // The batch on the host: tokens, positions, the rows whose logits are wanted, and the sizes the
   // scratch buffers need.

@@ -27,6 +27,7 @@
 #include "backend/cuda/device_array.h"
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/expert_cache.h"
+#include "backend/cuda/gemm_tc.cuh"
 #include "backend/cuda/moe.cuh"
 #include "backend/cuda/synthetic_weights.h"
 #include "gguf/gguf_reader.h"
@@ -44,6 +45,10 @@ struct CudaOptions {
   // and are served by an expert cache (expert_cache.h).
   size_t gpu_mem = 0;
   bool progress = true;  // the weight upload's progress line on stderr
+  // Every matrix product in the CPU reference's summation order: bit-identical products, slow.
+  // Otherwise (the default) few tokens take the fast GEMV (gemv.cuh) and many tokens tensor cores
+  // (gemm_tc.cuh), within the error bounds their headers give.
+  bool reference_order = false;
 };
 
 class CudaModel {
@@ -111,6 +116,7 @@ class CudaModel {
   DeviceArray<float> mtp_hs_;  // the main model's final states the MTP block reads
   AttentionBuffers attention_;
   MoeBuffers moe_;
+  std::unique_ptr<TensorCoreGemm> tensor_cores_;  // null with reference_order
 };
 
 }  // namespace magnetar::gpu

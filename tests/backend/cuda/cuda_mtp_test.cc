@@ -71,6 +71,7 @@ class CudaMtpTest : public ::testing::TestWithParam<std::string> {
     g.context = 1024;
     g.official_numerics = false;
     g.progress = false;
+    g.reference_order = true;  // the CPU's summation order, for the plain-numerics bound
     gpu_ = std::make_unique<CudaBackend>(*file_, g);
     cpu::CpuOptions c;
     c.official_numerics = false;
