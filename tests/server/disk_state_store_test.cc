@@ -59,10 +59,8 @@ void flip_byte(const fs::path& path, uint64_t offset) {
 
 class DiskStateStoreTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    engine_ = make_engine(5);
-    other_ = make_engine(6);
-  }
+  // CTest runs each case in its own process: the second model is synthesised only where needed.
+  static void SetUpTestSuite() { engine_ = make_engine(5); }
   static void TearDownTestSuite() {
     delete engine_;
     delete other_;
@@ -99,6 +97,11 @@ class DiskStateStoreTest : public ::testing::Test {
 
   static std::string text_of(const std::vector<int32_t>& tokens) {
     return engine_->tokenizer().decode(tokens);
+  }
+
+  static engine::Engine& other() {
+    if (other_ == nullptr) other_ = make_engine(6);
+    return *other_;
   }
 
   static engine::Engine* engine_;
@@ -259,11 +262,11 @@ TEST_F(DiskStateStoreTest, TheBudgetHoldsAfterManySaves) {
 
 TEST_F(DiskStateStoreTest, AnotherModelsEntriesAreNeverLoaded) {
   const std::vector<int32_t> prefix = testing::random_tokens(100, 9);
-  const std::string text = other_->tokenizer().decode(prefix);
+  const std::string text = other().tokenizer().decode(prefix);
   {
     Metrics metrics;
-    DiskStateStore store(options(), *other_, nullptr, metrics);
-    store.save(SaveReason::kEvict, *prefilled(*other_, prefix), text, KeyKind::kTokenText);
+    DiskStateStore store(options(), other(), nullptr, metrics);
+    store.save(SaveReason::kEvict, *prefilled(other(), prefix), text, KeyKind::kTokenText);
     ASSERT_EQ(store.stats().entries, 1u);
   }
   Metrics metrics;
