@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/generation_flags.h"
 #include "engine/engine.h"
 #include "gguf/gguf_reader.h"
 #include "kvcache/checkpoint_policy.h"
@@ -36,6 +37,7 @@ struct ServeOptions {
   unsigned threads = 0;
   int64_t context = 32768;
   int64_t prefill_chunk = 512;
+  uint64_t gpu_mem_mib = 0;
   int parallel = 1;
   int max_queue = 64;
   int http_threads = 0;
@@ -133,6 +135,7 @@ int run_serve(ServeOptions o) {
   eo.threads = o.threads;
   eo.context = context;
   eo.prefill_chunk = o.prefill_chunk;
+  eo.gpu_mem_mib = o.gpu_mem_mib;
   engine::Engine engine(eo);
   if (engine.backend_name() == "cpu") {
     const uint64_t need = server::session_state_bytes(config, context) * o.parallel;
@@ -218,6 +221,7 @@ Command add_serve_command(CLI::App& root) {
   app->add_option("-m,--model", o->model, "GGUF model")->required()->check(CLI::ExistingFile);
   app->add_option("--backend", o->backend, "cpu, cuda or auto")->capture_default_str();
   app->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
+  add_gpu_mem_flag(*app, o->gpu_mem_mib);
   app->add_option("-c,--ctx", o->context, "Context size in tokens (at most the model's)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

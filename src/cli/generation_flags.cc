@@ -34,6 +34,13 @@ void install_interrupt_handler() {
 
 std::atomic<bool>& interrupted() { return g_interrupted; }
 
+void add_gpu_mem_flag(CLI::App& app, uint64_t& mib) {
+  app.add_option("--gpu-mem", mib,
+                 "CUDA: MiB of device memory for the weights; routed experts beyond it stay in "
+                 "host memory (default: the free memory less a reserve)")
+      ->check(CLI::PositiveNumber);
+}
+
 void add_generation_flags(CLI::App& app, GenerationFlags& f) {
   app.add_option("-m,--model", f.model, "The GGUF model")->required()->check(CLI::ExistingFile);
   app.add_option("--backend", f.backend, "cpu, cuda or auto (default auto)")
@@ -41,6 +48,7 @@ void add_generation_flags(CLI::App& app, GenerationFlags& f) {
   app.add_option("-c,--ctx", f.context, "Context size in tokens (default 32768)")
       ->check(CLI::PositiveNumber);
   app.add_option("-t,--threads", f.threads, "CPU threads (default: all)");
+  add_gpu_mem_flag(app, f.gpu_mem_mib);
   app.add_option("-s,--system", f.system, "System prompt");
   app.add_option("-n,--tokens", f.max_tokens, "Most tokens to generate per answer (default 50000)")
       ->check(CLI::PositiveNumber);
@@ -66,6 +74,7 @@ std::unique_ptr<engine::Engine> open_engine(const GenerationFlags& f, int64_t co
   o.backend = f.backend;
   o.threads = f.threads;
   o.context = context;
+  o.gpu_mem_mib = f.gpu_mem_mib;
   auto engine = std::make_unique<engine::Engine>(o);
   if (engine->synthetic()) {
     fmt::print(stderr,

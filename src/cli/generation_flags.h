@@ -22,6 +22,7 @@ struct GenerationFlags {
   std::string model;
   std::string backend = "auto";
   int64_t context = 32768;
+  uint64_t gpu_mem_mib = 0;
   unsigned threads = 0;
   std::string system;
   int64_t max_tokens = 50000;
@@ -37,6 +38,9 @@ struct GenerationFlags {
 void add_generation_flags(CLI::App& app, GenerationFlags& flags);
 
 // Opens the model; says on stderr when its weights are random (a `magnetar synth` model).
+// --gpu-mem MIB (engine::EngineOptions::gpu_mem_mib), for every command that opens an engine.
+void add_gpu_mem_flag(CLI::App& app, uint64_t& mib);
+
 std::unique_ptr<engine::Engine> open_engine(const GenerationFlags& flags, int64_t context);
 engine::TurnOptions turn_options(const GenerationFlags& flags);
 // Applies --think / --think-max / --nothink (thinking at high effort when none is given).

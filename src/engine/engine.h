@@ -45,6 +45,9 @@ struct EngineOptions {
   // The most tokens a session may hold (prompt and generation); 0: the model's training context.
   // Backends size per-sequence state from it.
   int64_t context = 0;
+  // CUDA: device memory the weights may take, in MiB; 0: the free memory less a reserve. Routed
+  // experts beyond it stay in host memory behind a device-side expert cache.
+  uint64_t gpu_mem_mib = 0;
 };
 
 // A prefix longer than the engine's context.

@@ -75,6 +75,12 @@ TEST_F(Cli, LogitsWritesNpy) {
   uint16_t header_len = static_cast<uint8_t>(npy[8]) | static_cast<uint8_t>(npy[9]) << 8;
   EXPECT_EQ((10 + header_len) % 64, 0);
   EXPECT_EQ(npy.size(), 10 + header_len + 2 * 3 * 129280 * sizeof(float));
+  // Any backend through the same interface: the CPU's by name gives the same file.
+  fs::path by_name = scratch("logits-cpu.npy");
+  r = run({"logits", "-m", tiny().string(), "--tokens", "1,2,3", "--all-positions", "--mtp",
+           "--backend", "cpu", "-o", by_name.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(by_name), npy);
   r = run({"logits", "-m", tiny().string(), "--tokens", "1,999999", "-o", out.string()});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(lines(r.err), 1u) << r.err;
@@ -126,6 +132,11 @@ TEST(CliErrors, BadArgumentsAndMissingFiles) {
   EXPECT_EQ(lines(r.err), 1u) << r.err;
   r = run({"frobnicate"});
   EXPECT_EQ(r.code, 2);
+  for (const char* command : {"run", "chat", "serve"}) {
+    r = run({command, "-m", "/dev/null", "--gpu-mem", "0"});
+    EXPECT_EQ(r.code, 2) << command;
+    EXPECT_NE(r.err.find("--gpu-mem"), std::string::npos) << command << ": " << r.err;
+  }
 }
 
 // A readable GGUF that is not a valid V4 model: exit 1 and the problem named.
