@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/linear.cuh"
 #include "backend/cuda/numerics.cuh"
 #include "backend/cuda/numerics_device.cuh"
 
@@ -11,6 +12,7 @@ namespace magnetar::gpu {
 namespace {
 
 constexpr int kNormThreads = 256;
+constexpr int kNormBatch = 8;
 
 __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t dim, float eps) {
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
@@ -26,6 +28,51 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
     const float normalized = xr[i] * r;
     yr[i] = w == nullptr ? normalized : w[i] * normalized;
+  }
+}
+
+// rms_norm_kernel's bits (the same 256-thread strided order: fp32 squares summed in double) with
+// kNormBatch loads in flight per thread in both passes; the plain loops wait for every load. y may
+// alias x: each value is read and then written by the same thread.
+__global__ void rms_norm_fast_kernel(const float* x, const float* w, float* y, int64_t dim,
+                                     float eps) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  float* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
+  const int64_t stride = blockDim.x;
+  const int64_t step = kNormBatch * stride;
+  double sum = 0.0;
+  for (int64_t base = threadIdx.x; base < dim; base += step) {
+    float v[kNormBatch];
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) v[b] = base + b * stride < dim ? xr[base + b * stride] : 0;
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) {
+      if (base + b * stride < dim) {
+        const float square = v[b] * v[b];
+        sum += square;
+      }
+    }
+  }
+  sum = block_sum(sum);
+  const float mean = static_cast<float>(sum) / static_cast<float>(dim);
+  const float r = 1.0f / sqrtf(mean + eps);
+  for (int64_t base = threadIdx.x; base < dim; base += step) {
+    float v[kNormBatch];
+    float g[kNormBatch];
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) {
+      const int64_t i = base + b * stride;
+      v[b] = i < dim ? xr[i] : 0;
+      g[b] = i < dim && w != nullptr ? w[i] : 1;
+    }
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) {
+      const int64_t i = base + b * stride;
+      if (i < dim) {
+        const float normalized = v[b] * r;
+        yr[i] = w == nullptr ? normalized : g[b] * normalized;
+      }
+    }
   }
 }
 
@@ -62,7 +109,12 @@ void simulate_rows(float* x, int64_t n_rows, int64_t cols, int64_t block, Minifl
 void rms_norm_rows_cuda(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim,
                         float eps, cudaStream_t stream) {
   if (n_rows <= 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim, eps);
+  if (reference_order()) {
+    rms_norm_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim, eps);
+  } else {
+    rms_norm_fast_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim,
+                                                                                     eps);
+  }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 
