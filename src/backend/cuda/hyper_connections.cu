@@ -192,13 +192,13 @@ __device__ float warp_sinkhorn(float c, int n, int iters, float eps) {
   return c;
 }
 
-// The chunk of [0, dim) that block blockIdx.x of gridDim.x covers.
+// The chunk of [0, dim) that block blockIdx.y of gridDim.y covers.
 struct Chunk {
   int64_t begin, end;
 };
 __device__ Chunk chunk_of(int64_t dim) {
-  const int64_t size = (dim + gridDim.x - 1) / gridDim.x;
-  const int64_t begin = static_cast<int64_t>(blockIdx.x) * size;
+  const int64_t size = (dim + gridDim.y - 1) / gridDim.y;
+  const int64_t begin = static_cast<int64_t>(blockIdx.y) * size;
   return {begin, min(dim, begin + size)};
 }
 
@@ -213,20 +213,20 @@ __device__ void weighted_stream_sum(const float* w, const float* __restrict__ Xt
   }
 }
 
-// hc_pre_kernel's results with grid (chunks of D, token): every block of a token computes the
+// hc_pre_kernel's results with grid (token, chunk of D): every block of a token computes the
 // token's RMS and mix (the same bits in each), block 0 stores the mix, each block its chunk of y.
 __global__ void hc_pre_fast_kernel(HcShape s, const float* scale, const float* base,
                                    const float* __restrict__ X, const float* mixer,
                                    float* __restrict__ y, float* post, float* comb) {
   __shared__ float pre[kMaxWarpStreams];
-  const int64_t t = blockIdx.y;
+  const int64_t t = blockIdx.x;
   const float* Xt = X + t * s.hc * s.dim;
   const float r = inverse_rms_batched(Xt, s.hc * s.dim, s.rms_eps);
   if (threadIdx.x < 32) {
     const int lane = static_cast<int>(threadIdx.x);
     const int hc = s.hc;
     const float* m = mixer + t * s.mix;
-    const bool store = blockIdx.x == 0;
+    const bool store = blockIdx.y == 0;
     if (lane < hc) {
       pre[lane] = sigmoid((m[lane] * r) * scale[0] + base[lane]) + s.hc_eps;
       if (store)
@@ -258,12 +258,12 @@ __global__ void hc_post_fast_kernel(HcShape s, int64_t n, const float* post, con
   X_out[i] = sum;
 }
 
-// hc_head_kernel's results with grid (chunks of D, token), as hc_pre_fast_kernel.
+// hc_head_kernel's results with grid (token, chunk of D), as hc_pre_fast_kernel.
 __global__ void hc_head_fast_kernel(HcShape s, const float* scale, const float* base,
                                     const float* __restrict__ X, const float* mixer,
                                     float* __restrict__ y) {
   __shared__ float w[kMaxStreams];
-  const int64_t t = blockIdx.y;
+  const int64_t t = blockIdx.x;
   const float* Xt = X + t * s.hc * s.dim;
   const float r = inverse_rms_batched(Xt, s.hc * s.dim, s.rms_eps);
   if (threadIdx.x < s.hc) {
@@ -274,15 +274,14 @@ __global__ void hc_head_fast_kernel(HcShape s, const float* scale, const float* 
   weighted_stream_sum(w, Xt, s.hc, s.dim, y + t * s.dim);
 }
 
-// The fast kernels' grid: (chunks of D, tokens), about kTargetBlocks blocks in all.
+// The fast kernels' grid: (token, chunk of D), about kTargetBlocks blocks in all.
 dim3 chunk_grid(const HcShape& s, int64_t n_tokens) {
-  if (n_tokens > 65535)
-    throw std::invalid_argument("hyper-connections: too many tokens in one call");
   const int64_t by_tokens = (kTargetBlocks + n_tokens - 1) / n_tokens;
   const int64_t by_dim = (s.dim + kThreads - 1) / kThreads;
-  return dim3(static_cast<unsigned>(std::max<int64_t>(1, std::min(by_tokens, by_dim))),
-              static_cast<unsigned>(n_tokens));
+  return dim3(static_cast<unsigned>(n_tokens),
+              static_cast<unsigned>(std::max<int64_t>(1, std::min(by_tokens, by_dim))));
 }
+
 }  // namespace
 
 void hc_pre_cuda(const model::ModelConfig& c, const DeviceHyperConnection& w, const float* X,

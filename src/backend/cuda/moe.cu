@@ -183,12 +183,12 @@ __global__ void route_fast_kernel(const float* __restrict__ logits, float* __res
   }
 }
 
-// combine_kernel's bits with one thread per output value, grid (chunks of D, token).
+// combine_kernel's bits with one thread per output value, grid (token, chunks of D).
 __global__ void combine_fast_kernel(const int32_t* experts, const float* __restrict__ routed,
                                     const int32_t* row_of_pair, const float* __restrict__ shared,
                                     int n_used, int64_t dim, float* __restrict__ out) {
   __shared__ int64_t rows[kMaxUsed];
-  const int64_t t = blockIdx.y;
+  const int64_t t = blockIdx.x;
   if (threadIdx.x == 0) {
     int order[kMaxUsed];
     for (int k = 0; k < n_used; ++k) {
@@ -205,7 +205,7 @@ __global__ void combine_fast_kernel(const int32_t* experts, const float* __restr
     }
   }
   __syncthreads();
-  const int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t d = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (d >= dim) return;
   float sum = 0.0f;
   for (int k = 0; k < n_used; ++k) sum += routed[rows[k] * dim + d];
@@ -218,6 +218,47 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1)
 void check_launch() { MAGNETAR_CUDA_CHECK(cudaGetLastError()); }
 
 }  // namespace
+
+void route_tokens_cuda(const float* logits, const float* bias, const int32_t* token_experts,
+                       const int32_t* tokens, int64_t n_tokens, int n_expert, int n_used,
+                       float route_scale, float* scores, int32_t* experts, float* weights,
+                       cudaStream_t stream) {
+  if (n_used < 1 || n_used > kMaxUsed || n_used > n_expert) {
+    throw std::invalid_argument("route_tokens_cuda: need 1 <= n_expert_used <= min(16, n_expert)");
+  }
+  if (n_tokens <= 0) return;
+  if (reference_order() || n_expert > kMaxFastExperts) {
+    router_scores_kernel<<<blocks_for(n_tokens * n_expert), kThreads, 0, stream>>>(
+        logits, scores, n_tokens * n_expert);
+    check_launch();
+    route_kernel<<<blocks_for(n_tokens), kThreads, 0, stream>>>(scores, bias, token_experts, tokens,
+                                                                n_tokens, n_expert, n_used,
+                                                                route_scale, experts, weights);
+  } else {
+    route_fast_kernel<<<static_cast<unsigned>((n_tokens + kRouteWarps - 1) / kRouteWarps),
+                        32 * kRouteWarps, 0, stream>>>(logits, scores, bias, token_experts, tokens,
+                                                       n_tokens, n_expert, n_used, route_scale,
+                                                       experts, weights);
+  }
+  check_launch();
+}
+
+void combine_experts_cuda(const int32_t* experts, const float* routed, const int32_t* row_of_pair,
+                          const float* shared, int64_t n_tokens, int n_used, int64_t dim,
+                          float* out, cudaStream_t stream) {
+  if (n_used < 1 || n_used > kMaxUsed) {
+    throw std::invalid_argument("combine_experts_cuda: need 1 <= n_expert_used <= 16");
+  }
+  if (n_tokens <= 0 || dim <= 0) return;
+  if (reference_order()) {
+    combine_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(
+        experts, routed, row_of_pair, shared, n_used, dim, out);
+  } else {
+    combine_fast_kernel<<<dim3(static_cast<unsigned>(n_tokens), blocks_for(dim)), kThreads, 0,
+                          stream>>>(experts, routed, row_of_pair, shared, n_used, dim, out);
+  }
+  check_launch();
+}
 
 void MoeBuffers::reserve(const model::ModelConfig& c, int64_t n) {
   if (n <= capacity) return;
@@ -245,25 +286,12 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
   if (K > kMaxUsed) throw std::invalid_argument("the CUDA backend supports up to 16 used experts");
   if (T <= 0) return;
   if (T > b.capacity) throw std::logic_error("moe_chunk_cuda: buffers not reserved");
-  if (T > 65535) throw std::invalid_argument("moe_chunk_cuda: more than 65535 tokens in one call");
 
   // Router (§7.1, §7.2): scores from the unbiased sqrt-softplus; the bias only picks experts.
   linear_cuda(w.gate_inp, x, T, b.logits.data(), stream);
-  if (reference_order() || E > kMaxFastExperts) {
-    router_scores_kernel<<<blocks_for(T * E), kThreads, 0, stream>>>(b.logits.data(),
-                                                                     b.scores.data(), T * E);
-    check_launch();
-    route_kernel<<<blocks_for(T), kThreads, 0, stream>>>(
-        b.scores.data(), w.expert_bias, w.token_experts, tokens, T, static_cast<int>(E),
-        static_cast<int>(K), c.expert_weights_scale, b.experts.data(), b.weights.data());
-  } else {
-    route_fast_kernel<<<static_cast<unsigned>((T + kRouteWarps - 1) / kRouteWarps),
-                        32 * kRouteWarps, 0, stream>>>(
-        b.logits.data(), b.scores.data(), w.expert_bias, w.token_experts, tokens, T,
-        static_cast<int>(E), static_cast<int>(K), c.expert_weights_scale, b.experts.data(),
-        b.weights.data());
-  }
-  check_launch();
+  route_tokens_cuda(b.logits.data(), w.expert_bias, w.token_experts, tokens, T, static_cast<int>(E),
+                    static_cast<int>(K), c.expert_weights_scale, b.scores.data(), b.experts.data(),
+                    b.weights.data(), stream);
   if (ctx.cache != nullptr) ctx.cache->make_resident(ctx.layer, b.experts.data(), T * K, stream);
 
   const float* xq = x;
@@ -303,14 +331,8 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
   if (ctx.official) act_quant_fp8_cuda(b.shared_gate.data(), T, F, b.shared_gate.data(), stream);
   linear_cuda(w.down_shexp, b.shared_gate.data(), T, b.shared_down.data(), stream);
 
-  if (reference_order()) {
-    combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(
-        b.experts.data(), routed, row_of_pair, b.shared_down.data(), static_cast<int>(K), D, out);
-  } else {
-    combine_fast_kernel<<<dim3(blocks_for(D), static_cast<unsigned>(T)), kThreads, 0, stream>>>(
-        b.experts.data(), routed, row_of_pair, b.shared_down.data(), static_cast<int>(K), D, out);
-  }
-  check_launch();
+  combine_experts_cuda(b.experts.data(), routed, row_of_pair, b.shared_down.data(), T,
+                       static_cast<int>(K), D, out, stream);
 }
 
 }  // namespace magnetar::gpu
