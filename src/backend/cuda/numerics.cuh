@@ -16,7 +16,9 @@ void rms_norm_rows_cuda(const float* x, const float* w, float* y, int64_t n_rows
                         float eps, cudaStream_t stream);
 
 // cpu::fp8_simulate / cpu::fp4_simulate of each of n_rows rows of `cols` values, in blocks of
-// `block` (the last block of a row may be shorter), in place.
+// `block` (the last block of a row may be shorter), in place. One warp per block; outside
+// reference_order() each value of blocks up to 256 long is read once instead of twice (same bits:
+// the block maximum is exact in any order, the rounding elementwise).
 void fp8_simulate_rows_cuda(float* x, int64_t n_rows, int64_t cols, int64_t block,
                             cudaStream_t stream);
 void fp4_simulate_rows_cuda(float* x, int64_t n_rows, int64_t cols, int64_t block,

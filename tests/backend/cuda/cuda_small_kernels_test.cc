@@ -101,6 +101,37 @@ TEST(CudaSmallKernelsTest, RmsNormFastIsTheReference) {
   }
 }
 
+TEST(CudaSmallKernelsTest, SimulateFastIsTheReference) {
+  REQUIRE_GPU();
+  for (const bool fp8 : {true, false}) {
+    for (const int64_t block : {128, 32, 256, 300}) {  // 300: the reference kernel in both orders
+      for (const int64_t cols : {4096, 1000}) {
+        for (const int64_t rows : kTokenCounts) {
+          SCOPED_TRACE(std::string(fp8 ? "fp8" : "fp4") + ", block " + std::to_string(block) +
+                       ", cols " + std::to_string(cols) + ", rows " + std::to_string(rows));
+          // Magnitudes over many binades, so that blocks get different scales.
+          std::vector<float> x = gaussian(static_cast<size_t>(rows * cols), uint32_t(cols + rows));
+          for (size_t i = 0; i < x.size(); ++i) x[i] = std::ldexp(x[i], int(i / 97 % 20) - 10);
+          auto run = [&](bool reference) {
+            DeviceArray<float> d{std::span<const float>(x)};
+            in_order(reference, [&] {
+              if (fp8) {
+                fp8_simulate_rows_cuda(d.data(), rows, cols, block, 0);
+              } else {
+                fp4_simulate_rows_cuda(d.data(), rows, cols, block, 0);
+              }
+            });
+            return d.download();
+          };
+          const std::vector<float> ref = run(true);
+          EXPECT_SAME_BITS(run(false), ref);
+          EXPECT_GT(first_difference(ref, x), -1);  // the rounding did something
+        }
+      }
+    }
+  }
+}
+
 // A hyper-connection's weights whose mixer product is exact in any summation order (entries k/8
 // with |k| <= 1 against states j/16 with |j| <= 32: every partial sum is a multiple of 2^-7 below
 // 2^17), so that the fast GEMV and the reference one give the same mixer and the comparison
