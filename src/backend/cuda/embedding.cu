@@ -12,6 +12,7 @@ namespace magnetar::gpu {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kGatherChunk = 4 * kThreads;  // floats of a row per gather block
 
 template <typename Decoder>
 __global__ void embed_kernel(const uint8_t* table, int64_t row_bytes, int64_t dim,
@@ -34,10 +35,13 @@ __global__ void add_to_streams_kernel(const float* v, int streams, int64_t dim, 
   }
 }
 
+// Grid (row, chunk of the row): a copy has no order to keep, so wide rows take many blocks.
 __global__ void gather_kernel(const float* src, const int32_t* rows, int64_t width, float* dst) {
   const float* s = src + static_cast<int64_t>(rows[blockIdx.x]) * width;
   float* d = dst + static_cast<int64_t>(blockIdx.x) * width;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) d[i] = s[i];
+  const int64_t begin = static_cast<int64_t>(blockIdx.y) * kGatherChunk;
+  const int64_t end = min(width, begin + kGatherChunk);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) d[i] = s[i];
 }
 
 }  // namespace
@@ -70,7 +74,13 @@ void add_to_streams_cuda(const float* v, int64_t n_tokens, int streams, int64_t 
 void gather_rows_cuda(const float* src, const int32_t* rows, int64_t n_rows, int64_t width,
                       float* dst, cudaStream_t stream) {
   if (n_rows <= 0) return;
-  gather_kernel<<<static_cast<unsigned>(n_rows), kThreads, 0, stream>>>(src, rows, width, dst);
+  const int64_t chunks = (width + kGatherChunk - 1) / kGatherChunk;
+  if (n_rows > 0x7fffffff || chunks > 65535) {
+    throw std::invalid_argument("gather_rows_cuda: too many rows, or rows too wide, for one call");
+  }
+  if (chunks == 0) return;
+  gather_kernel<<<dim3(static_cast<unsigned>(n_rows), static_cast<unsigned>(chunks)), kThreads, 0,
+                  stream>>>(src, rows, width, dst);
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,6 +1,7 @@
 // Hyper-connection kernels (hyper_connections.cuh); cpu/hyper_connections.cc is the reference.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "backend/cuda/cuda_check.h"
@@ -13,6 +14,12 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxStreams = 16;  // HC is 4 in every V4 model
+// The fast mixer holds one comb entry per lane of a warp, so it takes HC <= 5.
+constexpr int kMaxWarpStreams = 5;
+constexpr int kRmsBatch = 16;
+// Blocks per token of the fast kernels: enough to spread a decode step over the SMs, few enough
+// that the per-block recomputation of the token's RMS (a 64 KB read at D = 4096) stays cheap.
+constexpr int64_t kTargetBlocks = 256;
 
 struct HcShape {
   int hc;
@@ -39,6 +46,27 @@ __device__ float inverse_rms(const float* Xt, int64_t flat, float eps) {
   double sq = 0.0;
   for (int64_t i = threadIdx.x; i < flat; i += blockDim.x) {
     sq += static_cast<double>(Xt[i]) * static_cast<double>(Xt[i]);
+  }
+  sq = block_sum(sq);
+  return 1.0f / sqrtf(static_cast<float>(sq / static_cast<double>(flat)) + eps);
+}
+
+// inverse_rms's bits (the same 256-thread strided order, squares in double) with kRmsBatch loads in
+// flight per thread: the plain loop waits for each load before the next add.
+__device__ float inverse_rms_batched(const float* __restrict__ Xt, int64_t flat, float eps) {
+  double sq = 0.0;
+  const int64_t stride = blockDim.x;
+  for (int64_t base = threadIdx.x; base < flat; base += kRmsBatch * stride) {
+    float v[kRmsBatch];
+#pragma unroll
+    for (int b = 0; b < kRmsBatch; ++b) {
+      const int64_t i = base + b * stride;
+      v[b] = i < flat ? Xt[i] : 0.0f;
+    }
+#pragma unroll
+    for (int b = 0; b < kRmsBatch; ++b) {
+      if (base + b * stride < flat) sq += static_cast<double>(v[b]) * static_cast<double>(v[b]);
+    }
   }
   sq = block_sum(sq);
   return 1.0f / sqrtf(static_cast<float>(sq / static_cast<double>(flat)) + eps);
@@ -133,6 +161,127 @@ __global__ void hc_head_kernel(HcShape s, const float* scale, const float* base,
   }
 }
 
+// ---- The fast kernels: the reference's bits, spread over more threads and blocks. ----
+
+// sinkhorn() by one warp, lane j·n + k holding C[j][k] (lanes from n·n on carry unused values).
+// Every sum reads the row or column through shuffles in the reference's order, so the result is
+// the reference's to the bit; the n sequential divisions per step run in parallel instead.
+__device__ float warp_sinkhorn(float c, int n, int iters, float eps) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int j = lane / n;
+  const int k = lane % n;
+  auto at = [&](float v, int row, int col) { return __shfl_sync(0xffffffffu, v, row * n + col); };
+  float m = at(c, j, 0);
+  for (int kk = 1; kk < n; ++kk) m = fmaxf(m, at(c, j, kk));
+  const float e = exp_f32(c - m);
+  float sum = 0;
+  for (int kk = 0; kk < n; ++kk) sum += at(e, j, kk);
+  c = e / sum + eps;
+  auto normalize_column = [&] {
+    float col = 0;
+    for (int jj = 0; jj < n; ++jj) col += at(c, jj, k);
+    c /= col + eps;
+  };
+  normalize_column();
+  for (int it = 1; it < iters; ++it) {
+    float row = 0;
+    for (int kk = 0; kk < n; ++kk) row += at(c, j, kk);
+    c /= row + eps;
+    normalize_column();
+  }
+  return c;
+}
+
+// The chunk of [0, dim) that block blockIdx.y of gridDim.y covers.
+struct Chunk {
+  int64_t begin, end;
+};
+__device__ Chunk chunk_of(int64_t dim) {
+  const int64_t size = (dim + gridDim.y - 1) / gridDim.y;
+  const int64_t begin = static_cast<int64_t>(blockIdx.y) * size;
+  return {begin, min(dim, begin + size)};
+}
+
+// y[d] = Σ_h w[h] · Xt[h][d] over the block's chunk, h ascending (the reference's order).
+__device__ void weighted_stream_sum(const float* w, const float* __restrict__ Xt, int hc,
+                                    int64_t dim, float* __restrict__ y) {
+  const Chunk c = chunk_of(dim);
+  for (int64_t d = c.begin + threadIdx.x; d < c.end; d += blockDim.x) {
+    float sum = 0;
+    for (int h = 0; h < hc; ++h) sum += w[h] * Xt[h * dim + d];
+    y[d] = sum;
+  }
+}
+
+// hc_pre_kernel's results with grid (token, chunk of D): every block of a token computes the
+// token's RMS and mix (the same bits in each), block 0 stores the mix, each block its chunk of y.
+__global__ void hc_pre_fast_kernel(HcShape s, const float* scale, const float* base,
+                                   const float* __restrict__ X, const float* mixer,
+                                   float* __restrict__ y, float* post, float* comb) {
+  __shared__ float pre[kMaxWarpStreams];
+  const int64_t t = blockIdx.x;
+  const float* Xt = X + t * s.hc * s.dim;
+  const float r = inverse_rms_batched(Xt, s.hc * s.dim, s.rms_eps);
+  if (threadIdx.x < 32) {
+    const int lane = static_cast<int>(threadIdx.x);
+    const int hc = s.hc;
+    const float* m = mixer + t * s.mix;
+    const bool store = blockIdx.y == 0;
+    if (lane < hc) {
+      pre[lane] = sigmoid((m[lane] * r) * scale[0] + base[lane]) + s.hc_eps;
+      if (store)
+        post[t * hc + lane] = 2.0f * sigmoid((m[hc + lane] * r) * scale[1] + base[hc + lane]);
+    }
+    const int i = lane < hc * hc ? lane : 0;
+    float C = (m[2 * hc + i] * r) * scale[2] + base[2 * hc + i];
+    C = warp_sinkhorn(C, hc, s.sinkhorn_iters, s.hc_eps);
+    if (store && lane < hc * hc) comb[t * hc * hc + lane] = C;
+  }
+  __syncthreads();
+  weighted_stream_sum(pre, Xt, s.hc, s.dim, y + t * s.dim);
+}
+
+// hc_post_kernel's results, one thread per output value (flat index over [T][HC][D]).
+__global__ void hc_post_fast_kernel(HcShape s, int64_t n, const float* post, const float* comb,
+                                    const float* __restrict__ f, const float* __restrict__ X_in,
+                                    float* __restrict__ X_out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int64_t d = i % s.dim;
+  const int64_t tk = i / s.dim;
+  const int k = static_cast<int>(tk % s.hc);
+  const int64_t t = tk / s.hc;
+  const float* C = comb + t * s.hc * s.hc;
+  const float* old = X_in + t * s.hc * s.dim;
+  float sum = post[tk] * f[t * s.dim + d];
+  for (int j = 0; j < s.hc; ++j) sum += C[j * s.hc + k] * old[j * s.dim + d];
+  X_out[i] = sum;
+}
+
+// hc_head_kernel's results with grid (token, chunk of D), as hc_pre_fast_kernel.
+__global__ void hc_head_fast_kernel(HcShape s, const float* scale, const float* base,
+                                    const float* __restrict__ X, const float* mixer,
+                                    float* __restrict__ y) {
+  __shared__ float w[kMaxStreams];
+  const int64_t t = blockIdx.x;
+  const float* Xt = X + t * s.hc * s.dim;
+  const float r = inverse_rms_batched(Xt, s.hc * s.dim, s.rms_eps);
+  if (threadIdx.x < s.hc) {
+    const int h = static_cast<int>(threadIdx.x);
+    w[h] = sigmoid((mixer[t * s.hc + h] * r) * scale[0] + base[h]) + s.hc_eps;
+  }
+  __syncthreads();
+  weighted_stream_sum(w, Xt, s.hc, s.dim, y + t * s.dim);
+}
+
+// The fast kernels' grid: (token, chunk of D), about kTargetBlocks blocks in all.
+dim3 chunk_grid(const HcShape& s, int64_t n_tokens) {
+  const int64_t by_tokens = (kTargetBlocks + n_tokens - 1) / n_tokens;
+  const int64_t by_dim = (s.dim + kThreads - 1) / kThreads;
+  return dim3(static_cast<unsigned>(n_tokens),
+              static_cast<unsigned>(std::max<int64_t>(1, std::min(by_tokens, by_dim))));
+}
+
 }  // namespace
 
 void hc_pre_cuda(const model::ModelConfig& c, const DeviceHyperConnection& w, const float* X,
@@ -140,8 +289,13 @@ void hc_pre_cuda(const model::ModelConfig& c, const DeviceHyperConnection& w, co
   const HcShape s = shape_of(c);
   if (n_tokens <= 0) return;
   linear_cuda(w.fn, X, n_tokens, mixer, stream);
-  hc_pre_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(
-      s, w.scale, w.base, X, mixer, y, mix.post, mix.comb);
+  if (reference_order() || s.hc > kMaxWarpStreams) {
+    hc_pre_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(
+        s, w.scale, w.base, X, mixer, y, mix.post, mix.comb);
+  } else {
+    hc_pre_fast_kernel<<<chunk_grid(s, n_tokens), kThreads, 0, stream>>>(
+        s, w.scale, w.base, X, mixer, y, mix.post, mix.comb);
+  }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -149,8 +303,14 @@ void hc_post_cuda(const model::ModelConfig& c, HcMixDevice mix, const float* f, 
                   int64_t n_tokens, float* X_out, cudaStream_t stream) {
   const HcShape s = shape_of(c);
   if (n_tokens <= 0) return;
-  hc_post_kernel<<<dim3(static_cast<unsigned>(n_tokens), static_cast<unsigned>(s.hc)), kThreads, 0,
-                   stream>>>(s, mix.post, mix.comb, f, X_in, X_out);
+  if (reference_order()) {
+    hc_post_kernel<<<dim3(static_cast<unsigned>(n_tokens), static_cast<unsigned>(s.hc)), kThreads,
+                     0, stream>>>(s, mix.post, mix.comb, f, X_in, X_out);
+  } else {
+    const int64_t n = n_tokens * s.hc * s.dim;
+    hc_post_fast_kernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads, 0,
+                          stream>>>(s, n, mix.post, mix.comb, f, X_in, X_out);
+  }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -160,8 +320,13 @@ void hc_head_cuda(const model::ModelConfig& c, const DeviceMatrix& fn, const flo
   const HcShape s = shape_of(c);
   if (n_tokens <= 0) return;
   linear_cuda(fn, X, n_tokens, mixer, stream);
-  hc_head_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(s, scale, base, X, mixer,
-                                                                           y);
+  if (reference_order()) {
+    hc_head_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(s, scale, base, X,
+                                                                             mixer, y);
+  } else {
+    hc_head_fast_kernel<<<chunk_grid(s, n_tokens), kThreads, 0, stream>>>(s, scale, base, X, mixer,
+                                                                          y);
+  }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,8 +1,14 @@
 // Manifold-constrained hyper-connections on the GPU, the twins of cpu/hyper_connections.h
 // (model.md §5): hc_pre mixes the HC streams of each token into one sublayer input, hc_post writes
 // the sublayer output back into every stream, hc_head collapses the streams before the LM head.
-// The mixer GEMV runs through linear_cuda (bit-identical to the CPU's); the per-token maths
-// (RMS scaling, sigmoids, Sinkhorn) keeps the CPU's operation order. No device code here.
+// The mixer GEMV runs through linear_cuda; the per-token maths (RMS scaling, sigmoids, Sinkhorn,
+// the stream sums) keeps the CPU's operation order in both of the kernel sets that
+// reference_order() (linear.cuh) chooses between: the reference kernels run one block per token
+// and Sinkhorn on one thread; the fast ones spread a token over blocks (each recomputing the
+// token's RMS in the same order) and run Sinkhorn on one warp, one matrix entry per lane, reading
+// rows and columns in the same order. Both give the same bits for the same mixer outputs, whatever
+// the batch; the fast hc_pre needs HC <= 5 (4 in every V4 model) and takes the reference kernel
+// otherwise. No device code here.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -1,6 +1,8 @@
 // The FFN sublayer (moe.cuh); cpu/moe.cc is the reference.
 #include <cuda_runtime.h>
 
+#include <climits>
+#include <cmath>
 #include <stdexcept>
 
 #include "backend/cuda/cuda_check.h"
@@ -98,11 +100,165 @@ __global__ void combine_kernel(const int32_t* experts, const float* routed,
   }
 }
 
+// ---- The fast router: scores and expert choice in one kernel, one warp per token. ----
+
+constexpr int kRouteWarps = 4;          // tokens per block
+constexpr int kMaxExpertsPerLane = 16;  // n_expert <= 512
+constexpr int kMaxFastExperts = 32 * kMaxExpertsPerLane;
+
+// A candidate of the top-k: its biased score and id. `beats` is a total order (NaN ranks below
+// every number, equal scores go to the lower id), so every lane of a shuffle tree ends with the
+// same winner, and that winner is the reference's whenever no biased score is NaN: the maximum,
+// the first in id order among equal maxima.
+struct Candidate {
+  float value;
+  int id;
+};
+__device__ bool beats(const Candidate& a, const Candidate& b) {
+  const bool a_nan = isnan(a.value), b_nan = isnan(b.value);
+  if (a_nan != b_nan) return b_nan;
+  if (!a_nan && a.value != b.value) return a.value > b.value;
+  return a.id < b.id;
+}
+
+// router_scores_kernel then route_kernel, to their bits: lane l holds experts l, l + 32, ...; the
+// scores are the same elementwise function, the top-k a warp argmax per slot, the weights the
+// same sequential sum by lane 0.
+__global__ void route_fast_kernel(const float* __restrict__ logits, float* __restrict__ scores,
+                                  const float* bias, const int32_t* token_experts,
+                                  const int32_t* tokens, int64_t n_tokens, int n_expert, int n_used,
+                                  float route_scale, int32_t* experts, float* weights) {
+  __shared__ float token_scores[kRouteWarps][kMaxFastExperts];
+  __shared__ int chosen[kRouteWarps][kMaxUsed];
+  const int warp = static_cast<int>(threadIdx.x / 32);
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouteWarps + warp;
+  if (t >= n_tokens) return;  // whole warps leave together
+  float* s = token_scores[warp];
+  float biased[kMaxExpertsPerLane];
+#pragma unroll
+  for (int i = 0; i < kMaxExpertsPerLane; ++i) biased[i] = NAN;
+#pragma unroll
+  for (int i = 0; i < kMaxExpertsPerLane; ++i) {
+    const int e = lane + 32 * i;
+    if (e < n_expert) {
+      const float score = sqrt_softplus(logits[t * n_expert + e]);
+      scores[t * n_expert + e] = score;
+      s[e] = score;
+      if (token_experts == nullptr) biased[i] = score + bias[e];
+    }
+  }
+  if (token_experts != nullptr) {
+    if (lane < n_used) {
+      chosen[warp][lane] = token_experts[static_cast<int64_t>(tokens[t]) * n_used + lane];
+    }
+  } else {
+    uint32_t taken = 0;  // bit i: expert lane + 32·i is chosen
+    for (int k = 0; k < n_used; ++k) {
+      Candidate best{NAN, INT_MAX};
+#pragma unroll
+      for (int i = 0; i < kMaxExpertsPerLane; ++i) {
+        const Candidate c{biased[i], lane + 32 * i};
+        if (c.id < n_expert && (taken >> i & 1u) == 0 && beats(c, best)) best = c;
+      }
+#pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1) {
+        const Candidate other{__shfl_xor_sync(0xffffffffu, best.value, offset),
+                              __shfl_xor_sync(0xffffffffu, best.id, offset)};
+        if (beats(other, best)) best = other;
+      }
+      if (best.id < n_expert && best.id % 32 == lane) taken |= 1u << (best.id / 32);
+      if (lane == 0) chosen[warp][k] = best.id;
+    }
+  }
+  __syncwarp();
+  if (lane == 0) {
+    const int* c = chosen[warp];
+    float sum = 0;
+    for (int k = 0; k < n_used; ++k) sum += s[c[k]];
+    for (int k = 0; k < n_used; ++k) {
+      experts[t * n_used + k] = c[k];
+      weights[t * n_used + k] = s[c[k]] / sum * route_scale;
+    }
+  }
+}
+
+// combine_kernel's bits with one thread per output value, grid (token, chunks of D).
+__global__ void combine_fast_kernel(const int32_t* experts, const float* __restrict__ routed,
+                                    const int32_t* row_of_pair, const float* __restrict__ shared,
+                                    int n_used, int64_t dim, float* __restrict__ out) {
+  __shared__ int64_t rows[kMaxUsed];
+  const int64_t t = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int order[kMaxUsed];
+    for (int k = 0; k < n_used; ++k) {
+      int j = k;
+      while (j > 0 && experts[t * n_used + order[j - 1]] > experts[t * n_used + k]) {
+        order[j] = order[j - 1];
+        --j;
+      }
+      order[j] = k;
+    }
+    for (int k = 0; k < n_used; ++k) {
+      const int64_t p = t * n_used + order[k];
+      rows[k] = row_of_pair != nullptr ? row_of_pair[p] : p;
+    }
+  }
+  __syncthreads();
+  const int64_t d = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (d >= dim) return;
+  float sum = 0.0f;
+  for (int k = 0; k < n_used; ++k) sum += routed[rows[k] * dim + d];
+  sum += shared[t * dim + d];
+  out[t * dim + d] = sum;
+}
+
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 void check_launch() { MAGNETAR_CUDA_CHECK(cudaGetLastError()); }
 
 }  // namespace
+
+void route_tokens_cuda(const float* logits, const float* bias, const int32_t* token_experts,
+                       const int32_t* tokens, int64_t n_tokens, int n_expert, int n_used,
+                       float route_scale, float* scores, int32_t* experts, float* weights,
+                       cudaStream_t stream) {
+  if (n_used < 1 || n_used > kMaxUsed || n_used > n_expert) {
+    throw std::invalid_argument("route_tokens_cuda: need 1 <= n_expert_used <= min(16, n_expert)");
+  }
+  if (n_tokens <= 0) return;
+  if (reference_order() || n_expert > kMaxFastExperts) {
+    router_scores_kernel<<<blocks_for(n_tokens * n_expert), kThreads, 0, stream>>>(
+        logits, scores, n_tokens * n_expert);
+    check_launch();
+    route_kernel<<<blocks_for(n_tokens), kThreads, 0, stream>>>(scores, bias, token_experts, tokens,
+                                                                n_tokens, n_expert, n_used,
+                                                                route_scale, experts, weights);
+  } else {
+    route_fast_kernel<<<static_cast<unsigned>((n_tokens + kRouteWarps - 1) / kRouteWarps),
+                        32 * kRouteWarps, 0, stream>>>(logits, scores, bias, token_experts, tokens,
+                                                       n_tokens, n_expert, n_used, route_scale,
+                                                       experts, weights);
+  }
+  check_launch();
+}
+
+void combine_experts_cuda(const int32_t* experts, const float* routed, const int32_t* row_of_pair,
+                          const float* shared, int64_t n_tokens, int n_used, int64_t dim,
+                          float* out, cudaStream_t stream) {
+  if (n_used < 1 || n_used > kMaxUsed) {
+    throw std::invalid_argument("combine_experts_cuda: need 1 <= n_expert_used <= 16");
+  }
+  if (n_tokens <= 0 || dim <= 0) return;
+  if (reference_order()) {
+    combine_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(
+        experts, routed, row_of_pair, shared, n_used, dim, out);
+  } else {
+    combine_fast_kernel<<<dim3(static_cast<unsigned>(n_tokens), blocks_for(dim)), kThreads, 0,
+                          stream>>>(experts, routed, row_of_pair, shared, n_used, dim, out);
+  }
+  check_launch();
+}
 
 void MoeBuffers::reserve(const model::ModelConfig& c, int64_t n) {
   if (n <= capacity) return;
@@ -133,13 +289,9 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
 
   // Router (§7.1, §7.2): scores from the unbiased sqrt-softplus; the bias only picks experts.
   linear_cuda(w.gate_inp, x, T, b.logits.data(), stream);
-  router_scores_kernel<<<blocks_for(T * E), kThreads, 0, stream>>>(b.logits.data(), b.scores.data(),
-                                                                   T * E);
-  check_launch();
-  route_kernel<<<blocks_for(T), kThreads, 0, stream>>>(
-      b.scores.data(), w.expert_bias, w.token_experts, tokens, T, static_cast<int>(E),
-      static_cast<int>(K), c.expert_weights_scale, b.experts.data(), b.weights.data());
-  check_launch();
+  route_tokens_cuda(b.logits.data(), w.expert_bias, w.token_experts, tokens, T, static_cast<int>(E),
+                    static_cast<int>(K), c.expert_weights_scale, b.scores.data(), b.experts.data(),
+                    b.weights.data(), stream);
   if (ctx.cache != nullptr) ctx.cache->make_resident(ctx.layer, b.experts.data(), T * K, stream);
 
   const float* xq = x;
@@ -179,9 +331,8 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
   if (ctx.official) act_quant_fp8_cuda(b.shared_gate.data(), T, F, b.shared_gate.data(), stream);
   linear_cuda(w.down_shexp, b.shared_gate.data(), T, b.shared_down.data(), stream);
 
-  combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(
-      b.experts.data(), routed, row_of_pair, b.shared_down.data(), static_cast<int>(K), D, out);
-  check_launch();
+  combine_experts_cuda(b.experts.data(), routed, row_of_pair, b.shared_down.data(), T,
+                       static_cast<int>(K), D, out, stream);
 }
 
 }  // namespace magnetar::gpu

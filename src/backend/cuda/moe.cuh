@@ -56,4 +56,25 @@ struct MoeContext {
 void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x, int64_t n_tokens,
                     float* out, MoeBuffers& buffers, cudaStream_t stream);
 
+// The router and the final sum of moe_chunk_cuda, also called alone by the kernel tests. In the
+// reference order (linear.cuh) they run the CPU's loops one token per thread or block; otherwise
+// one warp per token picks the experts and the sum spreads over blocks, with the same bits: the
+// scores are the same elementwise function, the top-k an exact argmax (ties to the lower id; with
+// a NaN biased score the choice may differ from the reference's), and every sum keeps its order.
+//
+// route_tokens_cuda: scores[t][e] = sqrt(softplus(logits[t][e])); experts[t] the n_used experts
+// of row tokens[t] of token_experts ([vocab][n_used]) when that is not null (hash layers), else
+// the n_used largest scores + bias (bias [n_expert]); weights[t][k] = s_k / Σ s · route_scale.
+void route_tokens_cuda(const float* logits, const float* bias, const int32_t* token_experts,
+                       const int32_t* tokens, int64_t n_tokens, int n_expert, int n_used,
+                       float route_scale, float* scores, int32_t* experts, float* weights,
+                       cudaStream_t stream);
+
+// out[t] = Σ over the token's experts by increasing id (equal ids by slot) of their output rows,
+// then shared[t], from 0. Pair p = t · n_used + k has row row_of_pair[p] of `routed` (row p when
+// row_of_pair is null), rows `dim` floats apart.
+void combine_experts_cuda(const int32_t* experts, const float* routed, const int32_t* row_of_pair,
+                          const float* shared, int64_t n_tokens, int n_used, int64_t dim,
+                          float* out, cudaStream_t stream);
+
 }  // namespace magnetar::gpu

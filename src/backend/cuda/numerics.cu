@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/linear.cuh"
 #include "backend/cuda/numerics.cuh"
 #include "backend/cuda/numerics_device.cuh"
 
@@ -11,6 +12,8 @@ namespace magnetar::gpu {
 namespace {
 
 constexpr int kNormThreads = 256;
+constexpr int kNormBatch = 8;
+constexpr int kSimulatePerLane = 8;  // blocks of up to 256 values (FP8 uses 128, FP4 32)
 
 __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t dim, float eps) {
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
@@ -29,6 +32,51 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_
   }
 }
 
+// rms_norm_kernel's bits (the same 256-thread strided order: fp32 squares summed in double) with
+// kNormBatch loads in flight per thread in both passes; the plain loops wait for every load. y may
+// alias x: each value is read and then written by the same thread.
+__global__ void rms_norm_fast_kernel(const float* x, const float* w, float* y, int64_t dim,
+                                     float eps) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  float* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
+  const int64_t stride = blockDim.x;
+  const int64_t step = kNormBatch * stride;
+  double sum = 0.0;
+  for (int64_t base = threadIdx.x; base < dim; base += step) {
+    float v[kNormBatch];
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) v[b] = base + b * stride < dim ? xr[base + b * stride] : 0;
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) {
+      if (base + b * stride < dim) {
+        const float square = v[b] * v[b];
+        sum += square;
+      }
+    }
+  }
+  sum = block_sum(sum);
+  const float mean = static_cast<float>(sum) / static_cast<float>(dim);
+  const float r = 1.0f / sqrtf(mean + eps);
+  for (int64_t base = threadIdx.x; base < dim; base += step) {
+    float v[kNormBatch];
+    float g[kNormBatch];
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) {
+      const int64_t i = base + b * stride;
+      v[b] = i < dim ? xr[i] : 0;
+      g[b] = i < dim && w != nullptr ? w[i] : 1;
+    }
+#pragma unroll
+    for (int b = 0; b < kNormBatch; ++b) {
+      const int64_t i = base + b * stride;
+      if (i < dim) {
+        const float normalized = v[b] * r;
+        yr[i] = w == nullptr ? normalized : g[b] * normalized;
+      }
+    }
+  }
+}
+
 // One warp per (row, block): the block's amax by a shuffle tree (max is exact in any order), then
 // every value rounded on the scaled grid.
 __global__ void simulate_kernel(float* x, int64_t cols, int64_t block, MinifloatFormat f) {
@@ -44,6 +92,29 @@ __global__ void simulate_kernel(float* x, int64_t cols, int64_t block, Minifloat
   }
 }
 
+// simulate_kernel's bits for blocks of up to 32 · kSimulatePerLane values: each value is loaded
+// once, into a register, instead of once per pass.
+__global__ void simulate_fast_kernel(float* x, int64_t cols, int64_t block, MinifloatFormat f) {
+  float* row = x + static_cast<int64_t>(blockIdx.x) * cols;
+  const int64_t start = static_cast<int64_t>(blockIdx.y) * block;
+  const int64_t end = min(cols, start + block);
+  float v[kSimulatePerLane];
+  float amax = f.amax_floor;
+#pragma unroll
+  for (int j = 0; j < kSimulatePerLane; ++j) {
+    const int64_t i = start + threadIdx.x + 32 * j;
+    v[j] = i < end ? row[i] : 0.0f;
+    if (i < end) amax = fmaxf(amax, fabsf(v[j]));
+  }
+  amax = warp_max(amax);
+  const float s = pow2_ceil(amax * f.inv_max);
+#pragma unroll
+  for (int j = 0; j < kSimulatePerLane; ++j) {
+    const int64_t i = start + threadIdx.x + 32 * j;
+    if (i < end) row[i] = round_to_format(f, v[j] / s) * s;
+  }
+}
+
 void simulate_rows(float* x, int64_t n_rows, int64_t cols, int64_t block, MinifloatFormat f,
                    cudaStream_t stream) {
   if (block < 1) throw std::invalid_argument("quantize simulation: block must be >= 1");
@@ -52,8 +123,12 @@ void simulate_rows(float* x, int64_t n_rows, int64_t cols, int64_t block, Minifl
   if (n_rows > 0x7fffffff || blocks > 65535) {
     throw std::invalid_argument("quantize simulation: too many rows or blocks in one call");
   }
-  simulate_kernel<<<dim3(static_cast<unsigned>(n_rows), static_cast<unsigned>(blocks)), 32, 0,
-                    stream>>>(x, cols, block, f);
+  const dim3 grid(static_cast<unsigned>(n_rows), static_cast<unsigned>(blocks));
+  if (reference_order() || block > 32 * kSimulatePerLane) {
+    simulate_kernel<<<grid, 32, 0, stream>>>(x, cols, block, f);
+  } else {
+    simulate_fast_kernel<<<grid, 32, 0, stream>>>(x, cols, block, f);
+  }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -62,7 +137,12 @@ void simulate_rows(float* x, int64_t n_rows, int64_t cols, int64_t block, Minifl
 void rms_norm_rows_cuda(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim,
                         float eps, cudaStream_t stream) {
   if (n_rows <= 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim, eps);
+  if (reference_order()) {
+    rms_norm_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim, eps);
+  } else {
+    rms_norm_fast_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim,
+                                                                                     eps);
+  }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 

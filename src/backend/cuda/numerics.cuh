@@ -10,12 +10,15 @@
 namespace magnetar::gpu {
 
 // cpu::rms_norm of each of n_rows rows of `dim` values: y = w · (x · r); w == nullptr for the
-// unweighted form. y may alias x.
+// unweighted form. y may alias x. One 256-thread block per row in the CPU's order; outside
+// reference_order() (linear.cuh) the same sums with eight loads in flight per thread (same bits).
 void rms_norm_rows_cuda(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim,
                         float eps, cudaStream_t stream);
 
 // cpu::fp8_simulate / cpu::fp4_simulate of each of n_rows rows of `cols` values, in blocks of
-// `block` (the last block of a row may be shorter), in place.
+// `block` (the last block of a row may be shorter), in place. One warp per block; outside
+// reference_order() each value of blocks up to 256 long is read once instead of twice (same bits:
+// the block maximum is exact in any order, the rounding elementwise).
 void fp8_simulate_rows_cuda(float* x, int64_t n_rows, int64_t cols, int64_t block,
                             cudaStream_t stream);
 void fp4_simulate_rows_cuda(float* x, int64_t n_rows, int64_t cols, int64_t block,

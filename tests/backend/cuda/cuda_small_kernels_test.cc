@@ -1,0 +1,542 @@
+// The fast small kernels of the decode step (hyper-connections, RMSNorm, router, expert sum,
+// gathers) against their reference twins, which keep the CPU's loops: the fast kernels promise the
+// same bits for the same inputs (only the router's choice among NaN scores is left open), so every
+// comparison here is bit for bit, over 1, 2, 7, 64 and 512 tokens. The expert choice and the
+// expert sum are also checked against host computations; the whole tiny model in the fast order
+// against the CPU. Needs a CUDA GPU.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/device_array.h"
+#include "backend/cuda/embedding.cuh"
+#include "backend/cuda/hyper_connections.cuh"
+#include "backend/cuda/linear.cuh"
+#include "backend/cuda/moe.cuh"
+#include "backend/cuda/numerics.cuh"
+#include "tiny_model.h"
+
+namespace magnetar::gpu {
+namespace {
+
+#define REQUIRE_GPU() \
+  if (!cuda_backend_usable()) GTEST_SKIP() << "no usable CUDA device"
+
+constexpr int64_t kTokenCounts[] = {1, 2, 7, 64, 512};
+
+// Runs f in the reference order (true) or the fast one, and waits for the device.
+template <typename F>
+void in_order(bool reference, F&& f) {
+  set_reference_order(reference);
+  f();
+  set_reference_order(false);
+  MAGNETAR_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Index of the first element whose bits differ, or -1.
+int64_t first_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) return int64_t(i);
+  }
+  return -1;
+}
+
+#define EXPECT_SAME_BITS(a, b) EXPECT_EQ(first_difference(a, b), -1)
+
+TEST(CudaSmallKernelsTest, RmsNormFastIsTheReference) {
+  REQUIRE_GPU();
+  for (const int64_t dim : {4096, 1024, 512, 130}) {
+    for (const int64_t rows : kTokenCounts) {
+      for (const bool weighted : {true, false}) {
+        SCOPED_TRACE("dim " + std::to_string(dim) + ", rows " + std::to_string(rows) +
+                     (weighted ? ", weighted" : ""));
+        const std::vector<float> x =
+            gaussian(static_cast<size_t>(rows * dim), uint32_t(dim + rows), 3.0f);
+        const std::vector<float> w = gaussian(static_cast<size_t>(dim), 7);
+        DeviceArray<float> dx{std::span<const float>(x)}, dw{std::span<const float>(w)};
+        DeviceArray<float> ref(x.size()), fast(x.size());
+        const float* wp = weighted ? dw.data() : nullptr;
+        in_order(true, [&] { rms_norm_rows_cuda(dx.data(), wp, ref.data(), rows, dim, 1e-6f, 0); });
+        in_order(false,
+                 [&] { rms_norm_rows_cuda(dx.data(), wp, fast.data(), rows, dim, 1e-6f, 0); });
+        const std::vector<float> expected = ref.download();
+        EXPECT_SAME_BITS(fast.download(), expected);
+        // In place (y aliasing x) as well.
+        in_order(false, [&] { rms_norm_rows_cuda(dx.data(), wp, dx.data(), rows, dim, 1e-6f, 0); });
+        EXPECT_SAME_BITS(dx.download(), expected);
+        // And against a double-precision host RMSNorm, a few ulp apart.
+        double worst = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          double sq = 0;
+          for (int64_t i = 0; i < dim; ++i) sq += double(x[r * dim + i]) * x[r * dim + i];
+          const double inv = 1.0 / std::sqrt(sq / double(dim) + 1e-6);
+          for (int64_t i = 0; i < dim; ++i) {
+            const double want = x[r * dim + i] * inv * (weighted ? w[i] : 1.0);
+            worst = std::max(
+                worst, std::abs(expected[r * dim + i] - want) / std::max(1e-30, std::abs(want)));
+          }
+        }
+        EXPECT_LE(worst, 1e-6);
+      }
+    }
+  }
+}
+
+TEST(CudaSmallKernelsTest, SimulateFastIsTheReference) {
+  REQUIRE_GPU();
+  for (const bool fp8 : {true, false}) {
+    for (const int64_t block : {128, 32, 256, 300}) {  // 300: the reference kernel in both orders
+      for (const int64_t cols : {4096, 1000}) {
+        for (const int64_t rows : kTokenCounts) {
+          SCOPED_TRACE(std::string(fp8 ? "fp8" : "fp4") + ", block " + std::to_string(block) +
+                       ", cols " + std::to_string(cols) + ", rows " + std::to_string(rows));
+          // Magnitudes over many binades, so that blocks get different scales.
+          std::vector<float> x = gaussian(static_cast<size_t>(rows * cols), uint32_t(cols + rows));
+          for (size_t i = 0; i < x.size(); ++i) x[i] = std::ldexp(x[i], int(i / 97 % 20) - 10);
+          auto run = [&](bool reference) {
+            DeviceArray<float> d{std::span<const float>(x)};
+            in_order(reference, [&] {
+              if (fp8) {
+                fp8_simulate_rows_cuda(d.data(), rows, cols, block, 0);
+              } else {
+                fp4_simulate_rows_cuda(d.data(), rows, cols, block, 0);
+              }
+            });
+            return d.download();
+          };
+          const std::vector<float> ref = run(true);
+          EXPECT_SAME_BITS(run(false), ref);
+          EXPECT_GT(first_difference(ref, x), -1);  // the rounding did something
+        }
+      }
+    }
+  }
+}
+
+// A hyper-connection's weights whose mixer product is exact in any summation order (entries k/8
+// with |k| <= 1 against states j/16 with |j| <= 32: every partial sum is a multiple of 2^-7 below
+// 2^17), so that the fast GEMV and the reference one give the same mixer and the comparison
+// isolates the kernels of this file.
+struct TestHc {
+  model::ModelConfig config;
+  std::vector<float> fn_host, scale_host, base_host;
+  DeviceArray<float> fn, scale, base;
+  DeviceHyperConnection weights;
+
+  TestHc(int64_t dim, int rows, uint32_t seed) {
+    config.n_embd = uint32_t(dim);
+    config.hc_count = 4;
+    const int64_t cols = config.hc_count * dim;
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> pick(-40, 40);
+    fn_host.resize(static_cast<size_t>(rows * cols));
+    for (float& v : fn_host) {
+      const int k = pick(rng);
+      v = k == -40 ? -0.125f : k == 40 ? 0.125f : 0.0f;
+    }
+    scale_host = gaussian(3, seed + 1, 0.5f);
+    base_host = gaussian(static_cast<size_t>(rows), seed + 2, 0.5f);
+    fn = DeviceArray<float>(std::span<const float>(fn_host));
+    scale = DeviceArray<float>(std::span<const float>(scale_host));
+    base = DeviceArray<float>(std::span<const float>(base_host));
+    weights.fn.name = "hc_fn";
+    weights.fn.type = quant::GgmlType::kF32;
+    weights.fn.data = reinterpret_cast<const uint8_t*>(fn.data());
+    weights.fn.cols = cols;
+    weights.fn.rows = rows;
+    weights.fn.row_bytes = cols * int64_t(sizeof(float));
+    weights.scale = scale.data();
+    weights.base = base.data();
+  }
+};
+
+// States j/16, |j| <= 32 (see TestHc).
+std::vector<float> coarse_states(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pick(-32, 32);
+  std::vector<float> v(n);
+  for (float& x : v) x = float(pick(rng)) / 16.0f;
+  return v;
+}
+
+TEST(CudaSmallKernelsTest, HcPreAndHeadFastAreTheReference) {
+  REQUIRE_GPU();
+  for (const int64_t dim : {4096, 1000}) {
+    TestHc pre(dim, 24, 11);  // hc_mix() rows
+    TestHc head(dim, 4, 12);  // HC rows
+    ASSERT_EQ(pre.config.hc_mix(), 24u);
+    const int hc = int(pre.config.hc_count);
+    for (const int64_t T : kTokenCounts) {
+      SCOPED_TRACE("dim " + std::to_string(dim) + ", tokens " + std::to_string(T));
+      const std::vector<float> X = coarse_states(static_cast<size_t>(T * hc * dim), uint32_t(T));
+      DeviceArray<float> dX{std::span<const float>(X)};
+      DeviceArray<float> mixer(static_cast<size_t>(T * pre.config.hc_mix()));
+      struct Out {
+        DeviceArray<float> y, post, comb, head;
+      };
+      auto run = [&](bool reference) {
+        Out o{DeviceArray<float>(static_cast<size_t>(T * dim)),
+              DeviceArray<float>(static_cast<size_t>(T * hc)),
+              DeviceArray<float>(static_cast<size_t>(T * hc * hc)),
+              DeviceArray<float>(static_cast<size_t>(T * dim))};
+        in_order(reference, [&] {
+          hc_pre_cuda(pre.config, pre.weights, dX.data(), T, o.y.data(),
+                      HcMixDevice{o.post.data(), o.comb.data()}, mixer.data(), 0);
+          hc_head_cuda(head.config, head.weights.fn, head.scale.data(), head.base.data(), dX.data(),
+                       T, o.head.data(), mixer.data(), 0);
+        });
+        return o;
+      };
+      const Out ref = run(true);
+      const Out fast = run(false);
+      EXPECT_SAME_BITS(fast.y.download(), ref.y.download());
+      EXPECT_SAME_BITS(fast.post.download(), ref.post.download());
+      EXPECT_SAME_BITS(fast.comb.download(), ref.comb.download());
+      EXPECT_SAME_BITS(fast.head.download(), ref.head.download());
+      // Sinkhorn's result is doubly stochastic to within its last iteration's step.
+      const std::vector<float> comb = fast.comb.download();
+      for (int64_t t = 0; t < T; ++t) {
+        for (int k = 0; k < hc; ++k) {
+          double col = 0;
+          for (int j = 0; j < hc; ++j) col += comb[(t * hc + j) * hc + k];
+          EXPECT_NEAR(col, 1.0, 1e-3);
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaSmallKernelsTest, HcPostFastIsTheReference) {
+  REQUIRE_GPU();
+  model::ModelConfig c;
+  c.hc_count = 4;
+  for (const int64_t dim : {4096, 1000}) {
+    c.n_embd = uint32_t(dim);
+    for (const int64_t T : kTokenCounts) {
+      SCOPED_TRACE("dim " + std::to_string(dim) + ", tokens " + std::to_string(T));
+      const std::vector<float> post = gaussian(static_cast<size_t>(T * 4), 1),
+                               comb = gaussian(static_cast<size_t>(T * 16), 2),
+                               f = gaussian(static_cast<size_t>(T * dim), 3),
+                               X = gaussian(static_cast<size_t>(T * 4 * dim), 4);
+      DeviceArray<float> dpost{std::span<const float>(post)}, dcomb{std::span<const float>(comb)},
+          df{std::span<const float>(f)}, dX{std::span<const float>(X)};
+      DeviceArray<float> ref(X.size()), fast(X.size());
+      const HcMixDevice mix{dpost.data(), dcomb.data()};
+      in_order(true, [&] { hc_post_cuda(c, mix, df.data(), dX.data(), T, ref.data(), 0); });
+      in_order(false, [&] { hc_post_cuda(c, mix, df.data(), dX.data(), T, fast.data(), 0); });
+      EXPECT_SAME_BITS(fast.download(), ref.download());
+    }
+  }
+}
+
+// The experts the router must choose, computed on the host: the n_used largest score + bias
+// (float sums, as on the device), equal values to the lower id.
+std::vector<int32_t> host_top_k(const std::vector<float>& scores, const std::vector<float>& bias,
+                                int64_t T, int E, int K) {
+  std::vector<int32_t> out;
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int32_t> ids(static_cast<size_t>(E));
+    std::iota(ids.begin(), ids.end(), 0);
+    auto biased = [&](int32_t e) { return scores[t * E + e] + bias[e]; };
+    std::stable_sort(ids.begin(), ids.end(),
+                     [&](int32_t a, int32_t b) { return biased(a) > biased(b); });
+    out.insert(out.end(), ids.begin(), ids.begin() + K);
+  }
+  return out;
+}
+
+TEST(CudaSmallKernelsTest, RouteFastIsTheReference) {
+  REQUIRE_GPU();
+  const int K = 6;
+  const int64_t vocab = 97;
+  for (const int E : {256, 64, 300}) {
+    for (const char* mode : {"biased", "ties", "hash"}) {
+      for (const int64_t T : kTokenCounts) {
+        SCOPED_TRACE(std::string(mode) + ", " + std::to_string(E) + " experts, " +
+                     std::to_string(T) + " tokens");
+        const bool ties = std::string(mode) == "ties", hash = std::string(mode) == "hash";
+        std::mt19937 rng(uint32_t(E * 1000 + T));
+        std::vector<float> logits = gaussian(static_cast<size_t>(T * E), rng(), 2.0f);
+        std::vector<float> bias = gaussian(static_cast<size_t>(E), rng(), 0.1f);
+        if (ties) {  // a few levels only: most of the top-k is decided by the ids
+          std::uniform_int_distribution<int> level(0, 3);
+          for (float& v : logits) v = 0.5f * float(level(rng));
+          for (float& v : bias) v = 0.25f * float(level(rng) % 2);
+        }
+        std::vector<int32_t> tokens(static_cast<size_t>(T)), table(static_cast<size_t>(vocab * K));
+        std::uniform_int_distribution<int32_t> token(0, int32_t(vocab - 1));
+        for (int32_t& v : tokens) v = token(rng);
+        for (int64_t v = 0; v < vocab; ++v) {
+          std::vector<int32_t> ids(static_cast<size_t>(E));
+          std::iota(ids.begin(), ids.end(), 0);
+          std::shuffle(ids.begin(), ids.end(), rng);
+          std::copy(ids.begin(), ids.begin() + K, table.begin() + v * K);
+        }
+        DeviceArray<float> dlogits{std::span<const float>(logits)},
+            dbias{std::span<const float>(bias)};
+        DeviceArray<int32_t> dtokens{std::span<const int32_t>(tokens)},
+            dtable{std::span<const int32_t>(table)};
+        struct Out {
+          DeviceArray<float> scores;
+          DeviceArray<int32_t> experts;
+          DeviceArray<float> weights;
+        };
+        auto run = [&](bool reference) {
+          Out o{DeviceArray<float>(logits.size()), DeviceArray<int32_t>(static_cast<size_t>(T * K)),
+                DeviceArray<float>(static_cast<size_t>(T * K))};
+          in_order(reference, [&] {
+            route_tokens_cuda(dlogits.data(), dbias.data(), hash ? dtable.data() : nullptr,
+                              dtokens.data(), T, E, K, 1.5f, o.scores.data(), o.experts.data(),
+                              o.weights.data(), 0);
+          });
+          return o;
+        };
+        const Out ref = run(true);
+        const Out fast = run(false);
+        const std::vector<float> scores = fast.scores.download();
+        const std::vector<int32_t> experts = fast.experts.download();
+        EXPECT_SAME_BITS(scores, ref.scores.download());
+        EXPECT_EQ(experts, ref.experts.download());
+        EXPECT_SAME_BITS(fast.weights.download(), ref.weights.download());
+        if (hash) {
+          for (int64_t t = 0; t < T; ++t) {
+            for (int k = 0; k < K; ++k) {
+              EXPECT_EQ(experts[t * K + k], table[tokens[t] * K + k]);
+            }
+          }
+        } else {
+          EXPECT_EQ(experts, host_top_k(scores, bias, T, E, K));
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaSmallKernelsTest, CombineFastIsTheReference) {
+  REQUIRE_GPU();
+  const int K = 6;
+  for (const int64_t dim : {4096, 1000}) {
+    for (const int64_t T : kTokenCounts) {
+      for (const bool permuted : {false, true}) {
+        SCOPED_TRACE("dim " + std::to_string(dim) + ", tokens " + std::to_string(T) +
+                     (permuted ? ", permuted rows" : ""));
+        std::mt19937 rng(uint32_t(T + dim));
+        std::uniform_int_distribution<int32_t> expert(0, 15);  // few ids: repeats are common
+        std::vector<int32_t> experts(static_cast<size_t>(T * K)), rows(static_cast<size_t>(T * K));
+        for (int32_t& e : experts) e = expert(rng);
+        std::iota(rows.begin(), rows.end(), 0);
+        if (permuted) std::shuffle(rows.begin(), rows.end(), rng);
+        const std::vector<float> routed = gaussian(static_cast<size_t>(T * K * dim), 5),
+                                 shared = gaussian(static_cast<size_t>(T * dim), 6);
+        DeviceArray<int32_t> dexperts{std::span<const int32_t>(experts)},
+            drows{std::span<const int32_t>(rows)};
+        DeviceArray<float> drouted{std::span<const float>(routed)},
+            dshared{std::span<const float>(shared)};
+        DeviceArray<float> ref(static_cast<size_t>(T * dim)), fast(static_cast<size_t>(T * dim));
+        const int32_t* row_of_pair = permuted ? drows.data() : nullptr;
+        in_order(true, [&] {
+          combine_experts_cuda(dexperts.data(), drouted.data(), row_of_pair, dshared.data(), T, K,
+                               dim, ref.data(), 0);
+        });
+        in_order(false, [&] {
+          combine_experts_cuda(dexperts.data(), drouted.data(), row_of_pair, dshared.data(), T, K,
+                               dim, fast.data(), 0);
+        });
+        const std::vector<float> got = fast.download();
+        EXPECT_SAME_BITS(got, ref.download());
+        // The host sum in the documented order: experts by increasing id, equal ids by slot.
+        std::vector<float> want(static_cast<size_t>(T * dim));
+        for (int64_t t = 0; t < T; ++t) {
+          std::vector<int> order(K);
+          std::iota(order.begin(), order.end(), 0);
+          std::stable_sort(order.begin(), order.end(),
+                           [&](int a, int b) { return experts[t * K + a] < experts[t * K + b]; });
+          for (int64_t d = 0; d < dim; ++d) {
+            float sum = 0.0f;
+            for (int k : order) sum += routed[rows[t * K + k] * dim + d];
+            want[t * dim + d] = sum + shared[t * dim + d];
+          }
+        }
+        EXPECT_SAME_BITS(got, want);
+      }
+    }
+  }
+}
+
+TEST(CudaSmallKernelsTest, GatherCopiesRows) {
+  REQUIRE_GPU();
+  for (const int64_t width : {1, 1000, 5000}) {
+    const int64_t n_src = 50, n_rows = 70;
+    const std::vector<float> src = gaussian(static_cast<size_t>(n_src * width), 8);
+    std::vector<int32_t> rows(static_cast<size_t>(n_rows));
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = int32_t((i * 37) % n_src);
+    DeviceArray<float> dsrc{std::span<const float>(src)}, dst(static_cast<size_t>(n_rows * width));
+    DeviceArray<int32_t> drows{std::span<const int32_t>(rows)};
+    gather_rows_cuda(dsrc.data(), drows.data(), n_rows, width, dst.data(), 0);
+    MAGNETAR_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<float> want;
+    for (int32_t r : rows)
+      want.insert(want.end(), src.begin() + r * width, src.begin() + (r + 1) * width);
+    EXPECT_SAME_BITS(dst.download(), want);
+  }
+}
+
+// Mean time per call of each fast kernel at batch 1 in the V4 Flash shapes (D = 4096, HC = 4, 256
+// experts, 6 used), back to back on one stream, so launch gaps count too. The bounds are loose
+// (the targets are <= 5 us per kernel; the reference router alone took 193 us): they catch a
+// kernel that fell back to one thread's serial loop, not a few microseconds.
+TEST(CudaSmallKernelsTest, FastKernelsAreFastAtBatchOne) {
+  REQUIRE_GPU();
+  const int64_t D = 4096;
+  const int E = 256, K = 6, kCalls = 200;
+  TestHc pre(D, 24, 21), head(D, 4, 22);
+  const std::vector<float> X = coarse_states(static_cast<size_t>(4 * D), 1);
+  DeviceArray<float> dX{std::span<const float>(X)}, y(D), mixer(64), post(4), comb(16), X2(4 * D);
+  const std::vector<float> logits = gaussian(E, 2), bias = gaussian(E, 3, 0.1f);
+  DeviceArray<float> dlogits{std::span<const float>(logits)}, dbias{std::span<const float>(bias)},
+      scores(E), weights(K), routed(K * D), shared(D), out(D);
+  DeviceArray<int32_t> experts(K);
+  const std::vector<int32_t> rows = {0, 1, 2, 3};
+  DeviceArray<int32_t> drows{std::span<const int32_t>(rows)};
+  ASSERT_FALSE(reference_order());
+  cudaEvent_t start, stop;
+  MAGNETAR_CUDA_CHECK(cudaEventCreate(&start));
+  MAGNETAR_CUDA_CHECK(cudaEventCreate(&stop));
+  auto time_us = [&](const char* name, double bound_us, auto&& call) {
+    call();  // warm-up
+    MAGNETAR_CUDA_CHECK(cudaEventRecord(start, 0));
+    for (int i = 0; i < kCalls; ++i) call();
+    MAGNETAR_CUDA_CHECK(cudaEventRecord(stop, 0));
+    MAGNETAR_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    MAGNETAR_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    const double us = 1000.0 * ms / kCalls;
+    std::cout << "[ timing   ] " << name << ": " << us << " us per call\n";
+    EXPECT_LE(us, bound_us) << name;
+  };
+  const HcMixDevice mix{post.data(), comb.data()};
+  time_us("hc_pre (with its mixer GEMV)", 25, [&] {
+    hc_pre_cuda(pre.config, pre.weights, dX.data(), 1, y.data(), mix, mixer.data(), 0);
+  });
+  time_us("hc_post", 10,
+          [&] { hc_post_cuda(pre.config, mix, y.data(), dX.data(), 1, X2.data(), 0); });
+  time_us("hc_head (with its mixer GEMV)", 25, [&] {
+    hc_head_cuda(head.config, head.weights.fn, head.scale.data(), head.base.data(), dX.data(), 1,
+                 y.data(), mixer.data(), 0);
+  });
+  time_us("rms_norm", 10,
+          [&] { rms_norm_rows_cuda(dX.data(), X2.data(), y.data(), 1, D, 1e-6f, 0); });
+  time_us("route (scores + top-6 of 256)", 10, [&] {
+    route_tokens_cuda(dlogits.data(), dbias.data(), nullptr, nullptr, 1, E, K, 1.5f, scores.data(),
+                      experts.data(), weights.data(), 0);
+  });
+  time_us("combine", 10, [&] {
+    combine_experts_cuda(experts.data(), routed.data(), nullptr, shared.data(), 1, K, D, out.data(),
+                         0);
+  });
+  time_us("fp8 simulate", 10, [&] { fp8_simulate_rows_cuda(y.data(), 1, D, 128, 0); });
+  time_us("gather", 10, [&] { gather_rows_cuda(dX.data(), drows.data(), 4, D, X2.data(), 0); });
+  MAGNETAR_CUDA_CHECK(cudaEventDestroy(start));
+  MAGNETAR_CUDA_CHECK(cudaEventDestroy(stop));
+}
+
+// The tiny model decoding one token per step in the fast order (the fast GEMV and this file's
+// kernels) against the CPU, plain numerics. The kernels of this file give the reference's bits, so
+// the difference is the fast GEMV's summation order alone: about √K · 2^-24 ≈ 4e-6 of a product
+// typically (linear.cuh), over ~50 products in series adding in quadrature ≈ 3e-5; a median of
+// 3e-4 leaves a factor 10 for the gain of the network. A router's top-k may flip under such a
+// perturbation and move a position a lot, so top-1 agreement and the mean KL are bounded instead
+// of the maximum, as in cuda_prefill_model_test.cc. A wrong expert, weight or stream mix fails
+// these by orders of magnitude.
+TEST(CudaSmallKernelsTest, TinyModelDecodesCloseToCpu) {
+  REQUIRE_GPU();
+  for (const std::string types : {"f32", "q2"}) {
+    SCOPED_TRACE(types);
+    const gguf::GgufFile file =
+        gguf::GgufFile::open(magnetar::testing::tiny_model(types, 7, false));
+    CudaOptions g;
+    g.context = 1024;
+    g.official_numerics = false;
+    g.progress = false;
+    g.reference_order = false;
+    CudaBackend gpu(file, g);
+    cpu::CpuOptions o;
+    o.official_numerics = false;
+    cpu::CpuBackend cpu(file, o);
+    const int64_t V = gpu.config().n_vocab;
+    const std::vector<int32_t> tokens = magnetar::testing::random_tokens(150, 3);
+    auto logits = [&](backend::Backend& b, int64_t chunk) {
+      auto sequence = b.new_sequence();
+      std::vector<float> out;
+      for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(chunk)) {
+        backend::ForwardItem item;
+        item.sequence = sequence.get();
+        item.tokens =
+            std::span(tokens).subspan(i, std::min(tokens.size() - i, static_cast<size_t>(chunk)));
+        item.all_logits = true;
+        b.forward(std::span(&item, 1));
+        out.insert(out.end(), item.logits.begin(), item.logits.end());
+      }
+      return out;
+    };
+    const std::vector<float> want = logits(cpu, 150);
+    const std::vector<float> got = logits(gpu, 1);
+    ASSERT_EQ(got.size(), want.size());
+    std::vector<double> relative;
+    double top1 = 0, kl_sum = 0;
+    const size_t positions = want.size() / static_cast<size_t>(V);
+    for (size_t p = 0; p < positions; ++p) {
+      const float* a = got.data() + p * V;
+      const float* b = want.data() + p * V;
+      double diff = 0, mag = 0, ma = -INFINITY, mb = -INFINITY;
+      for (int64_t i = 0; i < V; ++i) {
+        diff = std::max(diff, std::abs(double(a[i]) - b[i]));
+        mag = std::max(mag, std::abs(double(b[i])));
+        ma = std::max(ma, double(a[i]));
+        mb = std::max(mb, double(b[i]));
+      }
+      relative.push_back(diff / mag);
+      top1 += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+      double sa = 0, sb = 0;
+      for (int64_t i = 0; i < V; ++i) {
+        sa += std::exp(a[i] - ma);
+        sb += std::exp(b[i] - mb);
+      }
+      for (int64_t i = 0; i < V; ++i) {
+        const double lb = b[i] - mb - std::log(sb), la = a[i] - ma - std::log(sa);
+        kl_sum += std::exp(lb) * (lb - la);
+      }
+    }
+    std::sort(relative.begin(), relative.end());
+    const double median = relative[relative.size() / 2];
+    std::cout << "[ decode   ] " << types << " fast order vs cpu: median " << median << ", max "
+              << relative.back() << ", top-1 " << top1 / positions << ", mean KL "
+              << kl_sum / positions << "\n";
+    EXPECT_LE(median, 3e-4);
+    EXPECT_GE(top1 / positions, 0.9);
+    EXPECT_LE(kl_sum / positions, 1e-3);
+  }
+}
+
+}  // namespace
+}  // namespace magnetar::gpu
