@@ -197,6 +197,13 @@ int32_t Sampler::sample_sorted(std::span<const float> logits, float max_logit) {
 }
 
 SampleResult Sampler::describe(std::span<const float> logits, int32_t token) const {
+  SampleResult result;
+  result.token = token;
+  const size_t n = static_cast<size_t>(params_.top_logprobs);
+  if (!params_.logprobs && n == 0) {
+    result.logprob = std::numeric_limits<float>::quiet_NaN();
+    return result;
+  }
   // log-softmax at temperature 1 over the finite logits, accumulated in double: the normaliser
   // sums up to 129,280 terms.
   double max_logit = -std::numeric_limits<double>::infinity();
@@ -213,13 +220,10 @@ SampleResult Sampler::describe(std::span<const float> logits, int32_t token) con
                             : -std::numeric_limits<float>::infinity();
   };
 
-  SampleResult result;
-  result.token = token;
   result.logprob = logprob(logits[token]);
 
   // Top-N by insertion into a short sorted list: most logits fail the comparison with the
   // current N-th and cost one compare, so this is one pass over the vocabulary.
-  const size_t n = static_cast<size_t>(params_.top_logprobs);
   if (n == 0) return result;
   std::vector<TokenLogprob>& top = result.top_logprobs;
   top.reserve(n + 1);

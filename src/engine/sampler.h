@@ -48,6 +48,9 @@ struct SamplingParams {
   // spec's unseeded behaviour). A request's `seed: 0` means "unseeded" and maps to nullopt.
   std::optional<uint64_t> seed;
   int top_logprobs = 0;  // alternatives reported per step, 0 to kMaxTopLogprobs.
+  // Also SampleResult::logprob. It costs a log-softmax pass over the vocabulary (about a
+  // millisecond at 129,280 tokens), so it is off unless asked; top_logprobs > 0 implies it.
+  bool logprobs = false;
 };
 
 struct TokenLogprob {
@@ -57,7 +60,8 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
-  // log-softmax of the raw logits at the chosen token; -infinity for a non-finite logit.
+  // log-softmax of the raw logits at the chosen token; -infinity for a non-finite logit; NaN
+  // when neither logprobs nor top_logprobs was asked.
   float logprob = 0.0f;
   // The top_logprobs most likely tokens with finite logits, by descending logprob, ties to the
   // lower id; fewer when the vocabulary has fewer finite logits.

@@ -291,6 +291,29 @@ TEST(Sampler, LogprobsAreTheRawLogSoftmax) {
   EXPECT_EQ(sampler.sample_greedy(logits).top_logprobs[1].token, 200);
 }
 
+// Logprobs are computed only when asked: the same tokens either way, NaN when not asked, the
+// log-softmax when `logprobs` alone is set.
+TEST(Sampler, LogprobsOnlyWhenAsked) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 0.25f};
+  double sum = 0;
+  for (float l : logits) sum += std::exp(double(l) - 2.0);
+  const double log_z = 2.0 + std::log(sum);
+  SamplingParams quiet = seeded(21);
+  quiet.temperature = 0.8f;
+  SamplingParams asked = quiet;
+  asked.logprobs = true;
+  Sampler a(quiet), b(asked);
+  for (int step = 0; step < 50; ++step) {
+    const SampleResult x = a.sample(logits), y = b.sample(logits);
+    EXPECT_EQ(x.token, y.token);
+    EXPECT_TRUE(std::isnan(x.logprob));
+    EXPECT_TRUE(x.top_logprobs.empty());
+    EXPECT_NEAR(y.logprob, logits[y.token] - log_z, 1e-6);
+  }
+  EXPECT_TRUE(std::isnan(a.sample_greedy(logits).logprob));
+  EXPECT_NEAR(b.sample_greedy(logits).logprob, 2.0 - log_z, 1e-6);
+}
+
 TEST(Sampler, FewerAlternativesThanRequestedWhenFewLogitsAreFinite) {
   SamplingParams params = seeded(15);
   params.top_logprobs = 5;
