@@ -101,64 +101,82 @@ __global__ void attention_output_kernel(SparseAttention a) {
 
 // ---- The fast kernel (reference_order() false) ----
 //
-// One thread block per (query, group of G heads): the query's rows are decoded once per tile of
-// kTileRows into shared memory and read by the G heads. Each head has kRowGroups warps; warp r
-// takes rows j ≡ r (mod kRowGroups) in increasing j and keeps an online softmax (running max m,
-// running sum l, running weighted sum acc), lane i holding dims i, i + 32, ... of the head. At the
-// end the kRowGroups partial states of a head are merged in warp order together with the sink,
-// and the result is de-rotated. The order of every sum depends only on the query's own rows, not
-// on G, on the batch or on how the prompt is chunked.
+// One thread block of kRowGroups warps per (query, head). The query's rows are decoded a tile of
+// kTileRows at a time into shared memory; warp r takes rows j ≡ r (mod kRowGroups) in increasing j
+// and keeps an online softmax (running max m, running sum l, running weighted sum acc), lane i
+// holding dims i, i + 32, ... of the head. At the end the warps' states are merged in warp order
+// together with the sink, and the result is de-rotated. The order of every sum depends only on
+// the query's own rows, not on the batch or on how the prompt is chunked.
+//
+// The block is latency-bound (one block per SM in decode), so each thread issues all its loads of
+// a tile before it decodes any of them.
 //
 // Error vs the reference order (fp32 throughout, u = 2^-24): a score is the same dot product
 // summed in another order, |Δz| ≤ ~D·u·scale·Σ_d|q_d·v_d| (D = head_dim); the softmax weights
 // then move by a relative ~|Δz| + n·u (n rows), so |Δout| ≤ ~(|Δz|max + (n + D)·u)·max_j|v_j|
-// per output. Observed differences are a few ulps of max|v| (tests use 1e-5 relative).
-constexpr int kRowGroups = 8;
-constexpr int kTileRows = 16;
+// per output. Both orders stay within 2e-5 of a double-precision computation on the tests'
+// random rows (|v| ≤ 2, scores spread over a few units).
+constexpr int kRowGroups = 16;
+constexpr int kThreadsFast = 32 * kRowGroups;
+constexpr int kTileRows = 32;
 constexpr int kMaxDims = 512;  // head_dim the fast kernel holds in registers (16 per lane)
 constexpr int kMaxPerLane = kMaxDims / 32;
+constexpr int kLoadBatch = kTileRows * kMaxDims / 4 / kThreadsFast;  // 4-value groups per thread
 
-// Dims d..d+3 of a stored row into out[0..3], bit-identical to RowCodec::value. FP8 codes go
-// through the hardware's E4M3 → half conversion (exact for every code the encoder writes), four
-// per 32-bit load; the caller guarantees D, quant_dims and block are multiples of 4.
-__device__ __forceinline__ void decode4(const RowCodec& c, const uint8_t* row, int d, float* out) {
+// A row format's layout with the divisions taken out (they would dominate the decoding): the
+// fast path takes power-of-two block sizes.
+struct FastLayout {
+  int quant_dims;  // FP8 dims first (codes at byte d, exponents at quant_dims + (d >> block_shift))
+  int block_shift;  // log2 of the values per exponent
+  int float_offset;
+};
+
+// The raw words behind dims d..d+3 of a stored row: four float32 words, or (FP8 dims) the word of
+// four codes and the block's exponent byte. Decoding them gives RowCodec::value's bits: FP8 codes
+// go through the hardware's E4M3 → half conversion, exact for every code the encoder writes. The
+// caller guarantees D, quant_dims and block are multiples of 4 and an FP8 (not FP4) format.
+__device__ __forceinline__ uint4 load4(const FastLayout& c, const uint8_t* row, int d) {
   if (d >= c.quant_dims) {
-    const float* f = reinterpret_cast<const float*>(row + c.float_offset()) + (d - c.quant_dims);
-    out[0] = f[0];
-    out[1] = f[1];
-    out[2] = f[2];
-    out[3] = f[3];
-    return;
+    const auto* f = reinterpret_cast<const uint32_t*>(row + c.float_offset) + (d - c.quant_dims);
+    return make_uint4(f[0], f[1], f[2], f[3]);
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  if (!c.format.fp4) {
-    const float scale = bits_float(static_cast<uint32_t>(row[c.code_bytes() + d / c.block]) << 23);
-    const uint32_t codes = *reinterpret_cast<const uint32_t*>(row + d);
-    const __half2 lo(
-        __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes & 0xffffu), __NV_E4M3));
-    const __half2 hi(
-        __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes >> 16), __NV_E4M3));
-    const float2 a = __half22float2(lo), b = __half22float2(hi);
-    out[0] = a.x * scale;
-    out[1] = a.y * scale;
-    out[2] = b.x * scale;
-    out[3] = b.y * scale;
-    return;
-  }
-#endif
-  for (int i = 0; i < 4; ++i) out[i] = c.value(row, d + i);
+  return make_uint4(*reinterpret_cast<const uint32_t*>(row + d),
+                    row[c.quant_dims + (d >> c.block_shift)], 0, 0);
 }
 
-__global__ void fast_attention_kernel(SparseAttention a, int group_heads) {
+__device__ __forceinline__ void decode4(const FastLayout& c, uint4 raw, int d, float* out) {
+  if (d >= c.quant_dims) {
+    out[0] = __uint_as_float(raw.x);
+    out[1] = __uint_as_float(raw.y);
+    out[2] = __uint_as_float(raw.z);
+    out[3] = __uint_as_float(raw.w);
+    return;
+  }
+  const float scale = __uint_as_float(raw.y << 23);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
+  for (int i = 0; i < 4; ++i) out[i] = e4m3_value(static_cast<uint8_t>(raw.x >> (8 * i))) * scale;
+  return;
+#endif
+  const __half2 lo(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(raw.x & 0xffffu), __NV_E4M3));
+  const __half2 hi(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(raw.x >> 16), __NV_E4M3));
+  const float2 a = __half22float2(lo), b = __half22float2(hi);
+  out[0] = a.x * scale;
+  out[1] = a.y * scale;
+  out[2] = b.x * scale;
+  out[3] = b.y * scale;
+}
+
+__global__ void __launch_bounds__(kThreadsFast) fast_attention_kernel(SparseAttention a) {
   extern __shared__ float smem[];
   const int D = a.head_dim;
   const int per_lane = D / 32;
-  const int groups_per_query = a.heads / group_heads;
-  const int64_t t = blockIdx.x / groups_per_query;
-  const int h0 = static_cast<int>(blockIdx.x % groups_per_query) * group_heads;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = warp / kRowGroups, r = warp % kRowGroups;
-  const int h = h0 + g;
+  const int d_shift = __ffs(D) - 1;  // D is a power of two
+  const FastLayout layout{a.codec.quant_dims, __ffs(a.codec.block) - 1, a.codec.float_offset()};
+  const int64_t t = blockIdx.x / a.heads;
+  const int h = static_cast<int>(blockIdx.x % a.heads);
+  const int r = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t pos = a.first + t;
   const int64_t nw = window_rows(a, pos);
   const int64_t n = nw + compressed_rows(a, t, pos);
@@ -167,7 +185,7 @@ __global__ void fast_attention_kernel(SparseAttention a, int group_heads) {
   __shared__ const uint8_t* row_ptr[kTileRows];
 
   float q[kMaxPerLane], acc[kMaxPerLane];
-  const float* qh = a.q + (t * a.heads + h) * D;
+  const float* qh = a.q + blockIdx.x * static_cast<int64_t>(D);
 #pragma unroll
   for (int k = 0; k < kMaxPerLane; ++k) {
     q[k] = k < per_lane ? qh[lane + 32 * k] : 0.0f;
@@ -179,9 +197,17 @@ __global__ void fast_attention_kernel(SparseAttention a, int group_heads) {
     const int rows = static_cast<int>(min(static_cast<int64_t>(kTileRows), n - j0));
     if (threadIdx.x < rows) row_ptr[threadIdx.x] = row_at(a, t, pos, nw, j0 + threadIdx.x);
     __syncthreads();
-    for (int i = 4 * threadIdx.x; i < rows * D; i += 4 * blockDim.x) {
-      const int row = i / D, d = i % D;
-      decode4(a.codec, row_ptr[row], d, tile + i);
+    const int groups = rows * D / 4;  // 4-value groups of the tile
+    uint4 raw[kLoadBatch];
+#pragma unroll
+    for (int k = 0; k < kLoadBatch; ++k) {
+      const int i = 4 * (threadIdx.x + k * kThreadsFast);
+      if (i < 4 * groups) raw[k] = load4(layout, row_ptr[i >> d_shift], i & (D - 1));
+    }
+#pragma unroll
+    for (int k = 0; k < kLoadBatch; ++k) {
+      const int i = 4 * (threadIdx.x + k * kThreadsFast);
+      if (i < 4 * groups) decode4(layout, raw[k], i & (D - 1), tile + i);
     }
     __syncthreads();
     for (int row = r; row < rows; row += kRowGroups) {
@@ -193,7 +219,7 @@ __global__ void fast_attention_kernel(SparseAttention a, int group_heads) {
         vk[k] = k < per_lane ? v[lane + 32 * k] : 0.0f;
         s = __fmaf_rn(q[k], vk[k], s);
       }
-      s = warp_sum(s) * a.scale;
+      s = warp_sum(s) * a.scale;  // the same in every lane (a butterfly)
       if (s > m) {
         const float f = expf(m - s);
         l *= f;
@@ -209,40 +235,36 @@ __global__ void fast_attention_kernel(SparseAttention a, int group_heads) {
     __syncthreads();  // the tile and row_ptr are rewritten next
   }
 
-  // Partial states: acc of (g, r) at tile[(g·kRowGroups + r)·D], (m, l) after all of them.
+  // Partial states: warp r's acc at tile[r·D], its (m, l) after all of them.
   float* partial = tile;
-  float* ml = tile + group_heads * kRowGroups * D;
-  const int slot = g * kRowGroups + r;
+  float* ml = tile + kRowGroups * D;
 #pragma unroll
   for (int k = 0; k < kMaxPerLane; ++k) {
-    if (k < per_lane) partial[slot * D + lane + 32 * k] = acc[k];
+    if (k < per_lane) partial[r * D + lane + 32 * k] = acc[k];
   }
   if (lane == 0) {
-    ml[2 * slot] = m;
-    ml[2 * slot + 1] = l;
+    ml[2 * r] = m;
+    ml[2 * r + 1] = l;
   }
   __syncthreads();
 
   const int nope = D - a.rope_dims;
-  for (int i = threadIdx.x; i < group_heads * (D / 2); i += blockDim.x) {
-    const int gi = i / (D / 2), d = 2 * (i % (D / 2));
-    const int hi = h0 + gi;
-    const float sink = a.sinks[hi];
-    float top = sink;
-    for (int s = 0; s < kRowGroups; ++s) top = fmaxf(top, ml[2 * (gi * kRowGroups + s)]);
-    float den = expf(sink - top);
+  const float sink = a.sinks[h];
+  float top = sink;
+  for (int w = 0; w < kRowGroups; ++w) top = fmaxf(top, ml[2 * w]);
+  float den = expf(sink - top);
+  for (int w = 0; w < kRowGroups; ++w) den += ml[2 * w + 1] * expf(ml[2 * w] - top);
+  float* o = a.out + blockIdx.x * static_cast<int64_t>(D);
+  for (int d = 2 * threadIdx.x; d < D; d += 2 * kThreadsFast) {
     float o2[2] = {0.0f, 0.0f};
-    for (int s = 0; s < kRowGroups; ++s) {
-      const int sl = gi * kRowGroups + s;
-      const float w = expf(ml[2 * sl] - top);  // 0 for a warp that saw no row (m = -inf)
-      den += ml[2 * sl + 1] * w;
-      o2[0] += partial[sl * D + d] * w;
-      o2[1] += partial[sl * D + d + 1] * w;
+    for (int w = 0; w < kRowGroups; ++w) {
+      const float weight = expf(ml[2 * w] - top);  // 0 for a warp that saw no row (m = -inf)
+      o2[0] += partial[w * D + d] * weight;
+      o2[1] += partial[w * D + d + 1] * weight;
     }
     o2[0] /= den;
     o2[1] /= den;
     if (d >= nope) rope_pair(o2, a.rope_freqs[(d - nope) / 2], pos, /*inverse=*/true);
-    float* o = a.out + (t * a.heads + hi) * D;
     o[d] = o2[0];
     o[d + 1] = o2[1];
   }
@@ -261,25 +283,25 @@ __global__ void commit_window_kernel(const uint8_t* chunk_rows, int64_t row_byte
 
 namespace {
 
-// Whether the fast kernel takes these shapes: dims in registers (≤ 512, a multiple of 32) and a
-// row format decode4 reads four values at a time.
+bool power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
+
+// Whether the fast kernel takes these shapes: power-of-two dims held in registers (32 to 512) and
+// an FP8 or float32 row format that load4 reads four values at a time.
 bool fast_supported(const SparseAttention& a) {
   const RowCodec& c = a.codec;
-  return a.head_dim % 32 == 0 && a.head_dim <= kMaxDims && c.dims == a.head_dim &&
-         c.quant_dims % 4 == 0 && (c.quant_dims == 0 || c.block % 4 == 0) && a.heads > 0;
+  return power_of_two(a.head_dim) && a.head_dim >= 32 && a.head_dim <= kMaxDims &&
+         c.dims == a.head_dim && c.quant_dims % 4 == 0 && power_of_two(c.block) &&
+         (c.quant_dims == 0 || (c.block % 4 == 0 && !c.format.fp4));
 }
 
 void fast_attention(const SparseAttention& a, cudaStream_t stream) {
-  // Two heads per block share each decoded tile when that still leaves a few blocks per SM
-  // (prefill); one head per block otherwise (decode), for more blocks.
-  const int64_t queries = a.n_tokens * a.heads;
-  const int group_heads = a.heads % 2 == 0 && queries / 2 >= 1024 ? 2 : 1;
-  const int threads = 32 * kRowGroups * group_heads;
   const size_t tile = static_cast<size_t>(kTileRows) * a.head_dim;
-  const size_t partial = static_cast<size_t>(group_heads) * kRowGroups * (a.head_dim + 2);
-  const size_t bytes = sizeof(float) * std::max(tile, partial);
-  fast_attention_kernel<<<static_cast<unsigned>(queries / group_heads), threads, bytes, stream>>>(
-      a, group_heads);
+  const size_t partial = static_cast<size_t>(kRowGroups) * (a.head_dim + 2);
+  const int bytes = static_cast<int>(sizeof(float) * std::max(tile, partial));
+  MAGNETAR_CUDA_CHECK(cudaFuncSetAttribute(fast_attention_kernel,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  fast_attention_kernel<<<static_cast<unsigned>(a.n_tokens * a.heads), kThreadsFast, bytes,
+                          stream>>>(a);
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 
