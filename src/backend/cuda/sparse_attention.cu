@@ -1,5 +1,6 @@
 // Sparse attention kernels (sparse_attention.cuh); cpu attention.cc attention_chunk is the
 // reference.
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -13,6 +14,8 @@
 
 namespace magnetar::gpu {
 namespace {
+
+namespace cg = cooperative_groups;
 
 constexpr int kThreads = 128;
 
@@ -101,21 +104,25 @@ __global__ void attention_output_kernel(SparseAttention a) {
 
 // ---- The fast kernel (reference_order() false) ----
 //
-// One thread block of kRowGroups warps per (query, head). The query's rows are decoded a tile of
-// kTileRows at a time into shared memory; warp r takes rows j ≡ r (mod kRowGroups) in increasing j
-// and keeps an online softmax (running max m, running sum l, running weighted sum acc), lane i
-// holding dims i, i + 32, ... of the head. At the end the warps' states are merged in warp order
-// together with the sink, and the result is de-rotated. The order of every sum depends only on
-// the query's own rows, not on the batch or on how the prompt is chunked.
+// A cluster of kClusterBlocks thread blocks of kRowGroups warps per (query, head), so that a
+// decode token's 64 heads occupy 128 SMs. The query's rows are decoded a tile of kTileRows at a
+// time into shared memory, block b of the cluster taking tiles k ≡ b (mod kClusterBlocks); warp r
+// of a block takes the rows j ≡ r (mod kRowGroups) of its tiles in increasing j and keeps an online
+// softmax (running max m, running sum l, running weighted sum acc), lane i holding dims i, i + 32,
+// ... of the head. At the end block 0 merges the states of all the cluster's warps (read from the
+// other block's shared memory) in a fixed order together with the sink, and de-rotates the result.
+// The order of every sum depends only on the query's own rows, not on the batch or on how the
+// prompt is chunked.
 //
-// The block is latency-bound (one block per SM in decode), so each thread issues all its loads of
-// a tile before it decodes any of them.
+// A block is latency-bound (one per SM in decode), so each thread issues all its loads of a tile
+// before it decodes any of them.
 //
 // Error vs the reference order (fp32 throughout, u = 2^-24): a score is the same dot product
 // summed in another order, |Δz| ≤ ~D·u·scale·Σ_d|q_d·v_d| (D = head_dim); the softmax weights
 // then move by a relative ~|Δz| + n·u (n rows), so |Δout| ≤ ~(|Δz|max + (n + D)·u)·max_j|v_j|
 // per output. Both orders stay within 2e-5 of a double-precision computation on the tests'
 // random rows (|v| ≤ 2, scores spread over a few units).
+constexpr int kClusterBlocks = 2;
 constexpr int kRowGroups = 16;
 constexpr int kThreadsFast = 32 * kRowGroups;
 constexpr int kTileRows = 32;
@@ -168,14 +175,17 @@ __device__ __forceinline__ void decode4(const FastLayout& c, uint4 raw, int d, f
   out[3] = b.y * scale;
 }
 
-__global__ void __launch_bounds__(kThreadsFast) fast_attention_kernel(SparseAttention a) {
+__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kThreadsFast)
+    fast_attention_kernel(SparseAttention a) {
   extern __shared__ float smem[];
   const int D = a.head_dim;
   const int per_lane = D / 32;
   const int d_shift = __ffs(D) - 1;  // D is a power of two
   const FastLayout layout{a.codec.quant_dims, __ffs(a.codec.block) - 1, a.codec.float_offset()};
-  const int64_t t = blockIdx.x / a.heads;
-  const int h = static_cast<int>(blockIdx.x % a.heads);
+  const int64_t query = blockIdx.x / kClusterBlocks;  // (token, head)
+  const int rank = static_cast<int>(blockIdx.x % kClusterBlocks);
+  const int64_t t = query / a.heads;
+  const int h = static_cast<int>(query % a.heads);
   const int r = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t pos = a.first + t;
   const int64_t nw = window_rows(a, pos);
@@ -185,7 +195,7 @@ __global__ void __launch_bounds__(kThreadsFast) fast_attention_kernel(SparseAtte
   __shared__ const uint8_t* row_ptr[kTileRows];
 
   float q[kMaxPerLane], acc[kMaxPerLane];
-  const float* qh = a.q + blockIdx.x * static_cast<int64_t>(D);
+  const float* qh = a.q + query * D;
 #pragma unroll
   for (int k = 0; k < kMaxPerLane; ++k) {
     q[k] = k < per_lane ? qh[lane + 32 * k] : 0.0f;
@@ -193,7 +203,7 @@ __global__ void __launch_bounds__(kThreadsFast) fast_attention_kernel(SparseAtte
   }
   float m = -INFINITY, l = 0.0f;
 
-  for (int64_t j0 = 0; j0 < n; j0 += kTileRows) {
+  for (int64_t j0 = rank * kTileRows; j0 < n; j0 += kClusterBlocks * kTileRows) {
     const int rows = static_cast<int>(min(static_cast<int64_t>(kTileRows), n - j0));
     if (threadIdx.x < rows) row_ptr[threadIdx.x] = row_at(a, t, pos, nw, j0 + threadIdx.x);
     __syncthreads();
@@ -246,28 +256,42 @@ __global__ void __launch_bounds__(kThreadsFast) fast_attention_kernel(SparseAtte
     ml[2 * r] = m;
     ml[2 * r + 1] = l;
   }
-  __syncthreads();
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's states are written
 
-  const int nope = D - a.rope_dims;
-  const float sink = a.sinks[h];
-  float top = sink;
-  for (int w = 0; w < kRowGroups; ++w) top = fmaxf(top, ml[2 * w]);
-  float den = expf(sink - top);
-  for (int w = 0; w < kRowGroups; ++w) den += ml[2 * w + 1] * expf(ml[2 * w] - top);
-  float* o = a.out + blockIdx.x * static_cast<int64_t>(D);
-  for (int d = 2 * threadIdx.x; d < D; d += 2 * kThreadsFast) {
-    float o2[2] = {0.0f, 0.0f};
-    for (int w = 0; w < kRowGroups; ++w) {
-      const float weight = expf(ml[2 * w] - top);  // 0 for a warp that saw no row (m = -inf)
-      o2[0] += partial[w * D + d] * weight;
-      o2[1] += partial[w * D + d + 1] * weight;
+  if (rank == 0) {
+    const float* parts[kClusterBlocks];
+    for (int c = 0; c < kClusterBlocks; ++c) parts[c] = cluster.map_shared_rank(tile, c);
+    const int nope = D - a.rope_dims;
+    const float sink = a.sinks[h];
+    float top = sink;
+    for (int c = 0; c < kClusterBlocks; ++c) {
+      for (int w = 0; w < kRowGroups; ++w) top = fmaxf(top, parts[c][kRowGroups * D + 2 * w]);
     }
-    o2[0] /= den;
-    o2[1] /= den;
-    if (d >= nope) rope_pair(o2, a.rope_freqs[(d - nope) / 2], pos, /*inverse=*/true);
-    o[d] = o2[0];
-    o[d + 1] = o2[1];
+    float den = expf(sink - top);
+    for (int c = 0; c < kClusterBlocks; ++c) {
+      const float* state = parts[c] + kRowGroups * D;
+      for (int w = 0; w < kRowGroups; ++w) den += state[2 * w + 1] * expf(state[2 * w] - top);
+    }
+    float* o = a.out + query * D;
+    for (int d = 2 * threadIdx.x; d < D; d += 2 * kThreadsFast) {
+      float o2[2] = {0.0f, 0.0f};
+      for (int c = 0; c < kClusterBlocks; ++c) {
+        for (int w = 0; w < kRowGroups; ++w) {
+          // 0 for a warp that saw no row (m = -inf).
+          const float weight = expf(parts[c][kRowGroups * D + 2 * w] - top);
+          o2[0] += parts[c][w * D + d] * weight;
+          o2[1] += parts[c][w * D + d + 1] * weight;
+        }
+      }
+      o2[0] /= den;
+      o2[1] /= den;
+      if (d >= nope) rope_pair(o2, a.rope_freqs[(d - nope) / 2], pos, /*inverse=*/true);
+      o[d] = o2[0];
+      o[d + 1] = o2[1];
+    }
   }
+  cluster.sync();  // the other blocks keep their shared memory until block 0 has read it
 }
 
 __global__ void commit_window_kernel(const uint8_t* chunk_rows, int64_t row_bytes, int64_t first,
@@ -300,8 +324,8 @@ void fast_attention(const SparseAttention& a, cudaStream_t stream) {
   const int bytes = static_cast<int>(sizeof(float) * std::max(tile, partial));
   MAGNETAR_CUDA_CHECK(cudaFuncSetAttribute(fast_attention_kernel,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  fast_attention_kernel<<<static_cast<unsigned>(a.n_tokens * a.heads), kThreadsFast, bytes,
-                          stream>>>(a);
+  fast_attention_kernel<<<static_cast<unsigned>(a.n_tokens * a.heads * kClusterBlocks),
+                          kThreadsFast, bytes, stream>>>(a);
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 

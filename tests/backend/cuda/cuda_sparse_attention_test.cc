@@ -285,7 +285,7 @@ TEST(CudaSparseAttention, PrefillRatio4SelectedBelowTopK) {
   Shape s;
   s.heads = 32;
   s.top_k = 64;
-  s.n_tokens = 64;  // 2048 queries: two heads per block
+  s.n_tokens = 64;
   s.first = 1000;
   s.full_selection = false;
   check(s, 5);
@@ -315,9 +315,9 @@ TEST(CudaSparseAttention, FloatRowsSmallHeads) {
   check(s, 7);
 }
 
-// A query's bits do not depend on the batch: every query of a 64-token chunk run alone (one head
-// per block, with the earlier rows of the chunk committed to the ring as a decode would find them)
-// gives what it gives in the batch (two heads per block).
+// A query's bits do not depend on the batch: every query of a 64-token chunk run alone (with the
+// earlier rows of the chunk committed to the ring, as a decode would find them) gives what it gives
+// in the batch.
 TEST(CudaSparseAttention, FastResultIndependentOfBatch) {
   REQUIRE_GPU();
   Shape s;
