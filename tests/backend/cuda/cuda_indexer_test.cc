@@ -89,7 +89,9 @@ void check(int heads, int dim, int top_k, int64_t first, int64_t n_tokens, uint3
     EXPECT_EQ(static_cast<int>(chosen.size()), c);
     for (int i = 1; i < c; ++i) EXPECT_GE(sf[fs[i - 1]], sf[fs[i]]);
     for (int64_t i = 0; i < visible; ++i) {
-      if (!chosen.count(static_cast<int32_t>(i))) EXPECT_LE(sf[i], sf[fs[c - 1]]);
+      if (!chosen.count(static_cast<int32_t>(i))) {
+        EXPECT_LE(sf[i], sf[fs[c - 1]]);
+      }
     }
   }
 }
