@@ -303,10 +303,6 @@ __global__ void commit_window_kernel(const uint8_t* chunk_rows, int64_t row_byte
   for (int64_t i = threadIdx.x; i < row_bytes / 4; i += blockDim.x) dst[i] = src[i];
 }
 
-}  // namespace
-
-namespace {
-
 bool power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 // Whether the fast kernel takes these shapes: power-of-two dims held in registers (32 to 512) and
