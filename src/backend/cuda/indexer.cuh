@@ -1,9 +1,12 @@
 // The indexer's choice of compressed rows on the GPU (model.md §6.5), the twin of the CPU's
 // indexer_select: for each query, all visible rows when there are at most top_k, else the top_k
 // highest scores Σ_h relu(q_h · k) · w_h / sqrt(dim · heads), ties to the lower row index, in the
-// CPU's order (score descending). Scores are computed with the CPU's summation order. The
-// selection ranks every row against every other (O(n²) per query): simple and exact, a radix
-// select is the fast design (cuda-design.md §2.7). No device code here.
+// CPU's order (score descending). Scores are computed with the CPU's summation order by either
+// kernel: the fast one (reference_order() false, up to 64 heads) only decodes each row once for
+// all heads. The selection ranks every row against every other (O(n²) per query, the reference),
+// or, on the fast path past 256 rows, runs a radix select and a bitonic sort of the kept rows
+// (O(n) per query). Every step is exact, so the choice is the same bits either way. No device
+// code here.
 #pragma once
 
 #include <cuda_runtime_api.h>

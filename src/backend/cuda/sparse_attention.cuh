@@ -1,10 +1,19 @@
 // Sparse attention with per-head sinks on the GPU (model.md §6.7), the twin of the attention loop
 // of cpu attention_chunk: each query attends to the window rows of positions max(0, t−W+1)..t
 // (from the ring before the chunk, from the chunk's own rows after) and then to its compressed
-// rows (the indexer's choice in ratio-4 layers, every visible row otherwise), in the CPU's order;
-// softmax with the head's sink; the weighted sum of the rows; inverse RoPE of the result. Every
-// sum runs in the CPU's order (one thread per dot product, one per output pair). No device code
-// here.
+// rows (the indexer's choice in ratio-4 layers, every visible row otherwise); softmax with the
+// head's sink; the weighted sum of the rows; inverse RoPE of the result.
+//
+// Two kernels compute it:
+//   - With reference_order() (linear.cuh) every sum runs in the CPU's order (one thread per dot
+//     product, one per output pair), for the bit-exact tests. It uses `probs`.
+//   - Otherwise a fused kernel with an online softmax: a cluster of two 512-thread blocks per
+//     (query, head) decodes the query's rows once per 32-row tile into shared memory and splits
+//     them over 32 warps, whose states are merged in a fixed order. Its result depends only on the
+//     query's rows (not on the batch or the chunking) and stays within a few 1e-6 of the
+//     reference order (sparse_attention.cu states the bound). It takes power-of-two head_dim
+//     from 32 to 512 with FP8 or float32 rows; other shapes take the reference kernel.
+// No device code here.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -34,7 +43,7 @@ struct SparseAttention {
   float scale = 0;               // 1 / sqrt(head_dim), as the CPU computes it
   int64_t first = 0;             // position of the first query
   int64_t n_tokens = 0;
-  float* probs = nullptr;  // scratch [n_tokens][heads][max_rows]
+  float* probs = nullptr;  // scratch [n_tokens][heads][max_rows] (reference kernel only)
   int64_t max_rows = 0;    // ≥ the rows of any query
   float* out = nullptr;    // [n_tokens][heads][head_dim]
 };

@@ -1,0 +1,129 @@
+// The whole tiny model on the fast kernels (CudaOptions::reference_order false: the fast sparse
+// attention of sparse_attention.cu, the fast GEMVs), decoding a prompt token by token, against the
+// CPU reference. The tiny model's heads (128 dims, 64 RoPE dims, FP8 rows) take the fast attention
+// kernel, and 150 positions pass its 8-row window, the indexer's choice and a ratio-128 row.
+//
+// The bound. The fast attention is within ~1e-6 of the reference order per output
+// (cuda_sparse_attention_test.cc), far below the GEMVs' reordering (a few ulps of each product's
+// Σ|w·x|) and the activations' FP8/FP4 rounding events; so the bounds are those of the other
+// fast-path comparisons (cuda_prefill_model_test.cc explains them): plain numerics median
+// max|gpu − cpu| / max|cpu| ≤ 1e-2, top-1 agreement ≥ 90%, mean KL ≤ 1e-2 nats; official numerics
+// top-1 ≥ 80%, mean KL ≤ 0.05. A wrong row, sink or position fails them by orders of magnitude.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "tiny_model.h"
+
+namespace magnetar::gpu {
+namespace {
+
+using magnetar::testing::random_tokens;
+
+std::filesystem::path model_path(const std::string& types) {
+  std::string upper = types;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const std::string var = "MAGNETAR_TINY_" + upper;
+  if (const char* env = std::getenv(var.c_str()); env != nullptr && *env != '\0') return env;
+  return magnetar::testing::tiny_model(types, 7, false);
+}
+
+struct Agreement {
+  double median = 0;   // of max|a − b| / max|b| per position
+  double top1 = 0;     // share of positions with the same argmax
+  double mean_kl = 0;  // KL(b ‖ a), nats
+};
+
+Agreement agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
+  Agreement g;
+  const size_t rows = b.size() / V;
+  std::vector<double> relative;
+  for (size_t row = 0; row < rows; ++row) {
+    const float* x = a.data() + row * V;
+    const float* y = b.data() + row * V;
+    double diff = 0, mag = 0, mx = -INFINITY, my = -INFINITY;
+    for (int64_t i = 0; i < V; ++i) {
+      diff = std::max(diff, std::abs(double(x[i]) - y[i]));
+      mag = std::max(mag, std::abs(double(y[i])));
+      mx = std::max(mx, double(x[i]));
+      my = std::max(my, double(y[i]));
+    }
+    relative.push_back(diff / mag);
+    g.top1 += std::max_element(x, x + V) - x == std::max_element(y, y + V) - y;
+    double sx = 0, sy = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      sx += std::exp(x[i] - mx);
+      sy += std::exp(y[i] - my);
+    }
+    double kl = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      const double ly = y[i] - my - std::log(sy), lx = x[i] - mx - std::log(sx);
+      kl += std::exp(ly) * (ly - lx);
+    }
+    g.mean_kl += kl;
+  }
+  std::sort(relative.begin(), relative.end());
+  g.median = relative[relative.size() / 2];
+  g.top1 /= rows;
+  g.mean_kl /= rows;
+  return g;
+}
+
+// Logits of every position of `tokens`, fed in chunks of `chunk` to a new sequence.
+std::vector<float> run(backend::Backend& b, std::span<const int32_t> tokens, int64_t chunk) {
+  std::unique_ptr<backend::Sequence> sequence = b.new_sequence();
+  std::vector<float> logits;
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  for (int64_t i = 0; i < T; i += chunk) {
+    backend::ForwardItem item;
+    item.sequence = sequence.get();
+    item.tokens = tokens.subspan(i, std::min(chunk, T - i));
+    item.all_logits = true;
+    b.forward(std::span(&item, 1));
+    logits.insert(logits.end(), item.logits.begin(), item.logits.end());
+  }
+  return logits;
+}
+
+TEST(CudaFastAttentionModel, DecodeCloseToCpu) {
+  if (!cuda_backend_usable()) GTEST_SKIP() << "no usable CUDA device";
+  const std::vector<int32_t> tokens = random_tokens(150, 31);
+  for (const std::string types : {"f32", "q2"}) {
+    const gguf::GgufFile file = gguf::GgufFile::open(model_path(types));
+    for (bool official : {false, true}) {
+      SCOPED_TRACE(types + (official ? ", official" : ", plain"));
+      CudaOptions o;
+      o.context = 4096;
+      o.official_numerics = official;
+      o.progress = false;
+      o.reference_order = false;
+      CudaBackend g(file, o);
+      cpu::CpuOptions co;
+      co.official_numerics = official;
+      cpu::CpuBackend c(file, co);
+      const Agreement a = agreement(run(g, tokens, 1), run(c, tokens, 150), g.config().n_vocab);
+      std::cout << "[ fast     ] " << types << (official ? " official" : " plain")
+                << ", decode vs CPU over 150 positions: median " << a.median << ", top-1 " << a.top1
+                << ", mean KL " << a.mean_kl << "\n";
+      if (official) {
+        EXPECT_GE(a.top1, 0.8);
+        EXPECT_LE(a.mean_kl, 5e-2);
+      } else {
+        EXPECT_LE(a.median, 1e-2);
+        EXPECT_GE(a.top1, 0.9);
+        EXPECT_LE(a.mean_kl, 1e-2);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace magnetar::gpu
