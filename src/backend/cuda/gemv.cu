@@ -115,18 +115,22 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     for (int i = static_cast<int>(threadIdx.x); i < 256; i += kThreads)
       tables.grid[i] = p.tables.grid[i];
     for (int i = static_cast<int>(threadIdx.x); i < 128; i += kThreads)
-      tables.signs[i] = p.tables.signs[i];
+      tables.sign_masks[i] = gemv::sign_mask(p.tables.signs[i]);
     __syncthreads();
   }
 
   const int ks = warp % k_split;
   const int64_t row0 = tile_row0 + (warp / k_split) * kRows;
   uint8_t* const my = stage[warp];
-  // Rows past the end read the last row (valid memory); their sums are never written.
-  auto row_offset = [&](int r) { return min(row0 + r, p.rows - 1) * p.row_bytes; };
+  // Row r of the warp starts at w_rows + row_offset(r). Rows past the end read the last row (valid
+  // memory); their sums are never written. Offsets are relative to row0 so that they fit an int.
+  const uint8_t* const w_rows = w + row0 * p.row_bytes;
+  auto row_offset = [&](int r) {
+    return static_cast<int>((min(row0 + r, p.rows - 1) - row0) * p.row_bytes);
+  };
 
   // Where load i of this lane reads (relative to the chunk's start in its row) and writes.
-  int64_t src[kLoads];
+  int src[kLoads];
   int dst[kLoads];
 #pragma unroll
   for (int i = 0; i < kLoads; ++i) {
@@ -147,7 +151,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
 #pragma unroll
     for (int i = 0; i < kLoads; ++i) {
       if (kWords % 32 == 0 || lane + 32 * i < kWords) {
-        buf[i] = __ldcs(reinterpret_cast<const uint4*>(w + src[i] + c * kChunkBytes));
+        buf[i] = __ldcs(reinterpret_cast<const uint4*>(w_rows + c * kChunkBytes + src[i]));
       }
     }
   };
@@ -169,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
       const int r = i / halves;
       const int h = i % halves;
       reinterpret_cast<uint16_t*>(my + r * kRowStride)[h] =
-          reinterpret_cast<const uint16_t*>(w + row_offset(r) + start)[h];
+          reinterpret_cast<const uint16_t*>(w_rows + start + row_offset(r))[h];
     }
   };
 
