@@ -74,7 +74,7 @@ fi
 
 # The sanitizers slow kernels down by one or two orders of magnitude: a short workload that still
 # reaches every kernel, and the kernel unit tests.
-sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaNumerics*'
+sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaGemv*:CudaNumerics*'
 if command -v compute-sanitizer >/dev/null; then
   step memcheck timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$bin/magnetar_cuda_tests" --gtest_filter="$sanitized"
