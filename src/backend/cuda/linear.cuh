@@ -38,9 +38,9 @@
 
 namespace magnetar::gpu {
 
-// The process-wide choice of summation order (see above): false (the default) for the fast GEMV,
-// true for the CPU's order. Tests that need cpu::linear's bits set it; launches already enqueued
-// keep the kernel they were given. Thread-safe.
+// The calling thread's choice of summation order (see above): false (the default) for the fast
+// kernels, true for the CPU's order (CudaOptions::reference_order sets it around a forward pass;
+// tests that need cpu::linear's bits set it). Launches already enqueued keep their kernel.
 void set_reference_order(bool on);
 bool reference_order();
 
