@@ -20,8 +20,9 @@ using gemv::kStepElems;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kMaxTokens = 8;         // tokens per block
-constexpr int64_t kMaxGridY = 65535;  // CUDA's limit on gridDim.y
+constexpr int kMaxTokens = 8;              // tokens per block
+constexpr int64_t kMaxGridY = 65535;       // CUDA's limit on gridDim.y
+constexpr int64_t kMaxGridX = 0x7fffffff;  // and on gridDim.x
 
 struct GemvParams {
   const uint8_t* w;                  // dense: the matrix
@@ -34,7 +35,7 @@ struct GemvParams {
   int64_t x_stride;
   int64_t x_divisor;  // experts: x row of pair p is p / x_divisor
   int64_t n_tokens;   // tokens, or pairs
-  int64_t first;      // first token (dense: of block row 0) or pair of this launch
+  int64_t tile0;      // row tile of blockIdx.y = 0 (launches cover at most kMaxGridY tiles)
   float* y;
   int64_t y_stride;
   int k_split;  // warps sharing the K range of one row group (1, 2, 4 or 8)
@@ -64,8 +65,10 @@ __host__ __device__ constexpr int min_blocks() {
   return kTokens == 1 ? 3 : 2;
 }
 
-// Grid: x = row tiles of (kWarps / k_split) · kRows rows; y = token groups of kTokens (dense) or
-// pairs (experts, kTokens = 1). See gemv.cuh for the division of work.
+// Grid: x = token groups of kTokens (dense) or pairs (experts, kTokens = 1); y = row tiles of
+// (kWarps / k_split) · kRows rows, from tile p.tile0. Blocks are scheduled x first, so the blocks
+// that read the same rows (other token groups, other pairs of the same expert) run close together
+// and find them in L2: DRAM sees each row tile about once. See gemv.cuh for the division of work.
 template <typename F, int kTokens, bool kExperts>
 __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(GemvParams p) {
   constexpr int kRows = rows_per_warp<F, kTokens>();
@@ -85,14 +88,14 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int k_split = p.k_split;
   const int row_groups = kWarps / k_split;
-  const int64_t tile_row0 = static_cast<int64_t>(blockIdx.x) * row_groups * kRows;
+  const int64_t tile_row0 = (p.tile0 + blockIdx.y) * row_groups * kRows;
 
   const uint8_t* w = p.w;
   const float* x;
   int64_t out0;  // token (or pair) of the first output row of y
   int n_tok;
   if constexpr (kExperts) {
-    const int64_t pair = p.first + blockIdx.y;
+    const int64_t pair = blockIdx.x;
     const int32_t e = p.expert[pair];
     if (e < 0 || e >= p.n_experts) {
       // A corrupt id: NaN outputs make it visible without reading outside the table.
@@ -107,7 +110,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     out0 = pair;
     n_tok = 1;
   } else {
-    out0 = p.first + static_cast<int64_t>(blockIdx.y) * kTokens;
+    out0 = static_cast<int64_t>(blockIdx.x) * kTokens;
     x = p.x + out0 * p.x_stride;
     n_tok = static_cast<int>(min(static_cast<int64_t>(kTokens), p.n_tokens - out0));
   }
@@ -115,18 +118,22 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     for (int i = static_cast<int>(threadIdx.x); i < 256; i += kThreads)
       tables.grid[i] = p.tables.grid[i];
     for (int i = static_cast<int>(threadIdx.x); i < 128; i += kThreads)
-      tables.signs[i] = p.tables.signs[i];
+      tables.sign_masks[i] = gemv::sign_mask(p.tables.signs[i]);
     __syncthreads();
   }
 
   const int ks = warp % k_split;
   const int64_t row0 = tile_row0 + (warp / k_split) * kRows;
   uint8_t* const my = stage[warp];
-  // Rows past the end read the last row (valid memory); their sums are never written.
-  auto row_offset = [&](int r) { return min(row0 + r, p.rows - 1) * p.row_bytes; };
+  // Row r of the warp starts at w_rows + row_offset(r). Rows past the end read the last row (valid
+  // memory); their sums are never written. Offsets are relative to row0 so that they fit an int.
+  const uint8_t* const w_rows = w + row0 * p.row_bytes;
+  auto row_offset = [&](int r) {
+    return static_cast<int>((min(row0 + r, p.rows - 1) - row0) * p.row_bytes);
+  };
 
   // Where load i of this lane reads (relative to the chunk's start in its row) and writes.
-  int64_t src[kLoads];
+  int src[kLoads];
   int dst[kLoads];
 #pragma unroll
   for (int i = 0; i < kLoads; ++i) {
@@ -147,7 +154,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
 #pragma unroll
     for (int i = 0; i < kLoads; ++i) {
       if (kWords % 32 == 0 || lane + 32 * i < kWords) {
-        buf[i] = __ldcs(reinterpret_cast<const uint4*>(w + src[i] + c * kChunkBytes));
+        buf[i] = __ldcs(reinterpret_cast<const uint4*>(w_rows + c * kChunkBytes + src[i]));
       }
     }
   };
@@ -169,7 +176,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
       const int r = i / halves;
       const int h = i % halves;
       reinterpret_cast<uint16_t*>(my + r * kRowStride)[h] =
-          reinterpret_cast<const uint16_t*>(w + row_offset(r) + start)[h];
+          reinterpret_cast<const uint16_t*>(w_rows + start + row_offset(r))[h];
     }
   };
 
@@ -264,24 +271,27 @@ GemvParams base_params(const DeviceMatrix& w) {
   return p;
 }
 
-template <typename F, int kTokens>
-unsigned row_tiles(const GemvParams& p) {
+// Launches the kernel over n_x token groups or pairs and every row tile, in slices of kMaxGridY
+// tiles.
+template <typename F, int kTokens, bool kExperts>
+void launch(GemvParams p, int64_t n_x, cudaStream_t stream) {
   const int64_t tile = (kWarps / p.k_split) * rows_per_warp<F, kTokens>();
   const int64_t tiles = (p.rows + tile - 1) / tile;
-  if (tiles > 0x7fffffff) throw std::invalid_argument("gemv_cuda: too many rows in one matrix");
-  return static_cast<unsigned>(tiles);
+  if (n_x > kMaxGridX) {
+    throw std::invalid_argument("gemv_cuda: " + std::to_string(n_x) +
+                                " token groups or pairs in one call");
+  }
+  for (p.tile0 = 0; p.tile0 < tiles; p.tile0 += kMaxGridY) {
+    const dim3 grid(static_cast<unsigned>(n_x),
+                    static_cast<unsigned>(std::min(kMaxGridY, tiles - p.tile0)));
+    gemv_kernel<F, kTokens, kExperts><<<grid, kThreads, 0, stream>>>(p);
+    MAGNETAR_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 template <typename F, int kTokens>
-void launch_dense(GemvParams p, cudaStream_t stream) {
-  const int64_t groups = (p.n_tokens + kTokens - 1) / kTokens;
-  for (int64_t g0 = 0; g0 < groups; g0 += kMaxGridY) {
-    p.first = g0 * kTokens;
-    const dim3 grid(row_tiles<F, kTokens>(p),
-                    static_cast<unsigned>(std::min(kMaxGridY, groups - g0)));
-    gemv_kernel<F, kTokens, false><<<grid, kThreads, 0, stream>>>(p);
-    MAGNETAR_CUDA_CHECK(cudaGetLastError());
-  }
+void launch_dense(const GemvParams& p, cudaStream_t stream) {
+  launch<F, kTokens, false>(p, (p.n_tokens + kTokens - 1) / kTokens, stream);
 }
 
 void require_support(const DeviceMatrix& w, const float* x, int64_t x_stride, const char* what) {
@@ -341,13 +351,7 @@ void gemv_experts_cuda(const DeviceExperts& w, const int32_t* expert, int64_t n_
     p.n_tokens = n_pairs;
     p.y = y;
     p.y_stride = w.shape.rows;
-    for (int64_t first = 0; first < n_pairs; first += kMaxGridY) {
-      p.first = first;
-      const dim3 grid(row_tiles<F, 1>(p),
-                      static_cast<unsigned>(std::min(kMaxGridY, n_pairs - first)));
-      gemv_kernel<F, 1, true><<<grid, kThreads, 0, stream>>>(p);
-      MAGNETAR_CUDA_CHECK(cudaGetLastError());
-    }
+    launch<F, 1, true>(p, n_pairs, stream);
   });
 }
 

@@ -20,9 +20,11 @@
 //     the warp's rows, accumulate in fp32, reduce with warp shuffles, and the k_split partial sums
 //     of a row are added in warp order through shared memory. No atomics: replays are identical.
 //   - Tokens: a block handles up to 8 tokens (1, 2, 4 or 8, the smallest that covers n_tokens);
-//     larger counts take several blocks along the grid's y axis, so the weights are read once per
-//     8 tokens (as the tiled reference kernel does). Routed experts: one (token, slot) pair per
-//     block row, its expert's matrix taken from the table.
+//     larger counts take several blocks, and routed experts take one block per (token, slot)
+//     pair, its expert's matrix taken from the table. Token groups and pairs are the grid's fast
+//     axis, so the blocks reading one row tile (other token groups, other pairs of the same
+//     expert) run together and share it through L2: DRAM reads each row tile about once per
+//     launch, and only L2 traffic grows with the token count.
 //
 // Numerics: every output of a token is summed in an order fixed by the matrix's shape alone (lane
 // partials over 8 elements, block scale, lane accumulation over the steps, the shuffle tree, then

@@ -45,11 +45,30 @@ namespace magnetar::gpu::gemv {
 constexpr int kGroup = 8;                // consecutive elements per lane per step
 constexpr int kStepElems = 32 * kGroup;  // elements of one step of a row
 
-// The IQ2_XXS tables in shared memory (quant::kIq2xxsGrid, quant::kIq2xsSigns).
+// The IQ2_XXS tables in shared memory: quant::kIq2xxsGrid, and quant::kIq2xsSigns expanded to
+// byte masks (byte i is 0xff when element i of the 8 is negative), which let the signs be applied
+// to 4 magnitudes at a time with integer operations.
 struct SharedTables {
   uint64_t grid[256];
-  uint8_t signs[128];
+  uint64_t sign_masks[128];
 };
+
+// The byte mask of an 8-bit sign pattern.
+__device__ __forceinline__ uint64_t sign_mask(uint32_t signs) {
+  uint64_t mask = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    if ((signs >> i) & 1) mask |= uint64_t{0xff} << (8 * i);
+  }
+  return mask;
+}
+
+// 0x80 + m or 0x80 - m in each byte (m < 128: the IQ2_XXS magnitudes 8, 25, 43), the negative
+// form where `mask` is 0xff: the biased int8 form that byte_float(…, 128) turns into ±m. Neither
+// the addition nor the subtraction crosses a byte (0x55 ≤ 0x80 ± m ≤ 0xab).
+__device__ __forceinline__ uint32_t signed_biased(uint32_t magnitudes, uint32_t mask) {
+  return 0x80808080u + (magnitudes & ~mask) - (magnitudes & mask);
+}
 
 // b - bias for byte `i` (b, 0..255) of `word`, exactly: 0x4B0000bb is the float 2^23 + b, from
 // which kMagic + bias is subtracted (bias 0 for unsigned codes, 128 for int8 codes whose top bit
@@ -72,14 +91,15 @@ __device__ __forceinline__ float half_float(uint32_t bits) {
 // 4 or 8 bytes at a 2-byte aligned shared-memory address: the aligned words covering them,
 // funnel-shifted. Reads up to 4 bytes past the end (the staging buffers are padded for it).
 __device__ __forceinline__ uint32_t load4_shared(const uint8_t* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const uint32_t* w = reinterpret_cast<const uint32_t*>(a & ~uintptr_t{3});
-  return __funnelshift_r(w[0], w[1], static_cast<uint32_t>(a & 3) * 8);
+  const uint32_t misalign = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & 3);
+  // Pointer arithmetic (not an integer round trip) keeps the shared-memory address space visible.
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
+  return __funnelshift_r(w[0], w[1], misalign * 8);
 }
 __device__ __forceinline__ uint2 load8_shared(const uint8_t* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const uint32_t* w = reinterpret_cast<const uint32_t*>(a & ~uintptr_t{3});
-  const uint32_t shift = static_cast<uint32_t>(a & 3) * 8;
+  const uint32_t misalign = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & 3);
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
+  const uint32_t shift = misalign * 8;
   const uint32_t w0 = w[0], w1 = w[1], w2 = w[2];
   return make_uint2(__funnelshift_r(w0, w1, shift), __funnelshift_r(w1, w2, shift));
 }
@@ -149,14 +169,12 @@ struct IQ2_XXS {
     const uint32_t word = load4_shared(group + 4);  // 2-byte aligned in the block
     const float db = d * (0.5f + small_float(word >> 28)) * 0.25f;
     const uint64_t magnitudes = tables.grid[group[k]];
-    const uint32_t signs = tables.signs[(word >> (7 * k)) & 127];
+    const uint64_t mask = tables.sign_masks[(word >> (7 * k)) & 127];
     float w[8];
-    bytes_to_floats(static_cast<uint32_t>(magnitudes), static_cast<uint32_t>(magnitudes >> 32), w);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      w[i] = __int_as_float(__float_as_int(w[i]) ^
-                            static_cast<int>((signs << (31 - i)) & 0x80000000u));
-    }
+    bytes_to_floats(
+        signed_biased(static_cast<uint32_t>(magnitudes), static_cast<uint32_t>(mask)),
+        signed_biased(static_cast<uint32_t>(magnitudes >> 32), static_cast<uint32_t>(mask >> 32)),
+        w, 128.0f);
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) acc[t] = __fmaf_rn(db, dot8(w, x[t]), acc[t]);
   }
