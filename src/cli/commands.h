@@ -26,6 +26,7 @@ Command add_render_command(CLI::App& root);
 Command add_run_command(CLI::App& root);
 Command add_chat_command(CLI::App& root);
 Command add_serve_command(CLI::App& root);
+Command add_bench_command(CLI::App& root);
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitInvalid = 1;

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
                                    add_inspect_command(app),    add_synth_command(app),
                                    add_logits_command(app),     add_tokenize_command(app),
                                    add_detokenize_command(app), add_render_command(app),
-                                   add_serve_command(app)};
+                                   add_serve_command(app),      add_bench_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,12 +4,12 @@
 #include <stdexcept>
 
 #include "backend/cpu/cpu_backend.h"
+#include "engine/synthetic_model.h"
 #ifdef MAGNETAR_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
 
 namespace magnetar::engine {
-namespace {
 
 std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const EngineOptions& o) {
   std::string name = o.backend.empty() ? "auto" : o.backend;
@@ -23,11 +23,25 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
     }
     throw std::invalid_argument("unknown backend '" + name + "' (expected cpu, cuda or auto)");
   }
+  if (!o.synthetic.empty() && name != "cuda") {
+    throw std::invalid_argument(
+        name == o.backend
+            ? "synthetic weights are made in GPU memory: they need the CUDA backend, not '" + name +
+                  "'"
+            : "synthetic weights are made in GPU memory: they need the CUDA backend, and this "
+              "build has no CUDA backend or no GPU is present");
+  }
 #ifdef MAGNETAR_HAVE_CUDA
   if (name == "cuda") {
     gpu::CudaOptions cuda_options;
     cuda_options.context = o.context;  // 0: the model's; states grow only as sequences do
     cuda_options.official_numerics = o.official_numerics;
+    if (!o.synthetic.empty()) {
+      const gpu::SyntheticSpec spec{*synth::quant_mix_from_name(o.synthetic_types),
+                                    o.synthetic_seed};
+      return gpu::make_synthetic_cuda_backend(model::ModelConfig::from_metadata(file.metadata()),
+                                              spec, cuda_options);
+    }
     return gpu::make_cuda_backend(file, cuda_options);
   }
 #endif
@@ -35,6 +49,27 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
   cpu_options.official_numerics = o.official_numerics;
   cpu_options.threads = o.threads;
   return std::make_unique<cpu::CpuBackend>(file, cpu_options);
+}
+
+namespace {
+
+// The header image of a synthetic model, or nothing for a model file.
+std::vector<uint8_t> synthetic_header(const EngineOptions& o) {
+  if (o.synthetic.empty()) return {};
+  if (!o.model.empty()) {
+    throw std::invalid_argument("give a model file or synthetic weights, not both");
+  }
+  const std::optional<synth::QuantMix> mix = synth::quant_mix_from_name(o.synthetic_types);
+  if (!mix || *mix == synth::QuantMix::kF32) {
+    throw std::invalid_argument("synthetic weight types '" + o.synthetic_types +
+                                "' (expected q2 or q4)");
+  }
+  return synthetic_model_header(o.synthetic, *mix, o.synthetic_seed);
+}
+
+gguf::GgufFile open_model(const EngineOptions& o, const std::vector<uint8_t>& synthetic_header) {
+  if (o.synthetic.empty()) return gguf::GgufFile::open(o.model);
+  return gguf::GgufFile::parse(synthetic_header, "synthetic " + o.synthetic + " weights");
 }
 
 }  // namespace
@@ -59,7 +94,9 @@ SessionState& SessionState::operator=(const SessionState& other) {
 }
 
 Engine::Engine(const EngineOptions& options)
-    : options_(options), file_(gguf::GgufFile::open(options.model)) {
+    : options_(options),
+      synthetic_header_(synthetic_header(options)),
+      file_(open_model(options, synthetic_header_)) {
   if (options.context < 0) throw std::invalid_argument("context must not be negative");
   backend_ = make_backend(file_, options);
   context_ = options.context > 0 ? options.context : backend_->config().n_ctx_train;

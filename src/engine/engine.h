@@ -31,6 +31,12 @@ namespace magnetar::engine {
 
 struct EngineOptions {
   std::filesystem::path model;
+  // Instead of a model file: random weights made in GPU memory (backend/cuda/synthetic_weights.h)
+  // for a preset, "flash", "pro" or "tiny" (model/model_presets.h), in the "q2" or "q4" types of
+  // ds4's files (synthetic_types), drawn from synthetic_seed. Needs the CUDA backend.
+  std::string synthetic;
+  std::string synthetic_types = "q2";
+  uint64_t synthetic_seed = 42;
   // "cpu", "cuda", or "auto": CUDA when this build has it and a GPU is present, else the CPU.
   std::string backend = "auto";
   bool official_numerics = true;  // the CPU backend's FP8/FP4 simulations (cpu::CpuOptions)
@@ -49,6 +55,12 @@ class ContextOverflow : public std::length_error {
 
 // The backend names this build can run, in the order "auto" tries them.
 std::vector<std::string> available_backends();
+
+// The backend an Engine with these options runs (options.model is not read: `file` is that model,
+// and must outlive the backend), for tools that drive a backend directly, like `magnetar logits`.
+// Throws std::invalid_argument for a backend this build or machine cannot run.
+std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file,
+                                               const EngineOptions& options);
 
 // What a session's model state has processed. Copying it clones the backend's sequence, so a copy
 // is a snapshot that later steps do not touch.
@@ -79,11 +91,12 @@ class Engine {
   const model::ModelConfig& config() const { return backend_->config(); }
   std::string_view backend_name() const { return backend_->name(); }
   int64_t context() const { return context_; }
-  // True for a model made by `magnetar synth` (random weights: its output is noise).
+  // True for a model made by `magnetar synth` or with EngineOptions::synthetic (random weights:
+  // its output is noise).
   bool synthetic() const { return synthetic_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
-  // SHA-256 of the model file's header (metadata and tensor directory): what session files are
-  // checked against.
+  // SHA-256 of the model file's header (metadata and tensor directory; for synthetic weights, of
+  // the header engine/synthetic_model.h makes): what session files are checked against.
   const ModelIdentity& identity() const { return identity_; }
 
   std::unique_ptr<Session> new_session();
@@ -97,6 +110,7 @@ class Engine {
  private:
   friend class Session;
   EngineOptions options_;
+  std::vector<uint8_t> synthetic_header_;  // the image file_ parses for a synthetic model
   gguf::GgufFile file_;
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
@@ -119,6 +133,8 @@ class Session {
   int64_t pending() const { return static_cast<int64_t>(tokens_.size()) - processed(); }
   // Logits of the last processed token (empty before any).
   std::span<const float> logits() const { return state_.logits; }
+  // Bytes of memory the model state holds (backend::Sequence::state_bytes).
+  size_t state_bytes() const { return state_.sequence->state_bytes(); }
 
   // Remembers the current state so that a later shorter or diverging prefix can resume from it.
   void checkpoint() { checkpoints_.push_back(state_); }

@@ -74,11 +74,11 @@ fi
 
 # The sanitizers slow kernels down by one or two orders of magnitude: a short workload that still
 # reaches every kernel, and the kernel unit tests.
-sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaNumerics*'
+sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaNumerics*:*CudaGemv*:*GroupedExperts*:MoeChunkTensorCores*'
 if command -v compute-sanitizer >/dev/null; then
-  step memcheck timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
+  step memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$bin/magnetar_cuda_tests" --gtest_filter="$sanitized"
-  step racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 1 \
+  step racecheck timeout 200 compute-sanitizer --tool racecheck --error-exitcode 1 \
     "$bin/magnetar_cuda_tests" --gtest_filter="$sanitized"
 else
   names+=("sanitizers")

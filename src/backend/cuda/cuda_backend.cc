@@ -8,6 +8,22 @@
 namespace magnetar::gpu {
 namespace {
 
+size_t compressor_bytes(const std::optional<DeviceCompressorState>& c) {
+  return c ? c->kv.bytes() + c->score.bytes() + c->rows.bytes() : 0;
+}
+
+// The device allocations of a state: window rings, compressor blocks, and the compressed-row
+// storage at its current (grown-as-needed) capacity.
+size_t device_state_bytes(const DeviceSequenceState& state) {
+  size_t n = 0;
+  for (uint32_t l = 0; l < state.layout().config.n_layer; ++l) {
+    const DeviceLayerState& layer = state.layer(l);
+    n +=
+        layer.window.bytes() + compressor_bytes(layer.compressor) + compressor_bytes(layer.indexer);
+  }
+  return n;
+}
+
 class CudaSequence final : public backend::Sequence {
  public:
   CudaSequence(const CudaBackend* owner, DeviceSequenceState state)
@@ -17,6 +33,7 @@ class CudaSequence final : public backend::Sequence {
     return std::make_unique<CudaSequence>(owner, state.clone());
   }
   cpu::SequenceState export_state() const override { return state.to_cpu(); }
+  size_t state_bytes() const override { return device_state_bytes(state); }
 
   const CudaBackend* owner;
   DeviceSequenceState state;
@@ -25,7 +42,11 @@ class CudaSequence final : public backend::Sequence {
 }  // namespace
 
 std::unique_ptr<backend::Sequence> CudaBackend::new_sequence() {
-  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout()));
+  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout(), false));
+}
+
+std::unique_ptr<backend::Sequence> CudaBackend::new_mtp_sequence() {
+  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout(), true));
 }
 
 std::unique_ptr<backend::Sequence> CudaBackend::import_state(const cpu::SequenceState& state) {
@@ -57,6 +78,9 @@ void CudaBackend::forward(std::span<backend::ForwardItem> items) {
                                   " tokens do not fit the context of " + std::to_string(context()) +
                                   " tokens");
     }
+    if (item.mtp_logits && !sequence->state.has_mtp()) {
+      throw std::invalid_argument("forward: MTP logits asked of a sequence without MTP state");
+    }
     for (size_t j = 0; j < i; ++j) {
       if (cuda_items[j].state == &sequence->state) {
         throw std::invalid_argument("forward: a sequence appears twice in one call");
@@ -66,6 +90,9 @@ void CudaBackend::forward(std::span<backend::ForwardItem> items) {
     cuda_items[i].tokens = item.tokens;
     cuda_items[i].all_logits = item.all_logits;
     cuda_items[i].logits = &items[i].logits;
+    cuda_items[i].mtp_logits = item.mtp_logits;
+    cuda_items[i].mtp = &items[i].mtp;
+    cuda_items[i].mtp_first_position = &items[i].mtp_first_position;
   }
   model_.forward(cuda_items);
 }
@@ -73,6 +100,12 @@ void CudaBackend::forward(std::span<backend::ForwardItem> items) {
 std::unique_ptr<backend::Backend> make_cuda_backend(const gguf::GgufFile& file,
                                                     const CudaOptions& options) {
   return std::make_unique<CudaBackend>(file, options);
+}
+
+std::unique_ptr<backend::Backend> make_synthetic_cuda_backend(const model::ModelConfig& config,
+                                                              const SyntheticSpec& spec,
+                                                              const CudaOptions& options) {
+  return std::make_unique<CudaBackend>(config, spec, options);
 }
 
 bool cuda_backend_usable() { return !cuda_devices().empty() && cuda_kernels_runnable(); }

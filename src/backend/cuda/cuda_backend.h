@@ -15,12 +15,18 @@ class CudaBackend final : public backend::Backend {
  public:
   // Uploads the weights of `file`, which must outlive the backend (see CudaModel).
   CudaBackend(const gguf::GgufFile& file, const CudaOptions& options) : model_(file, options) {}
+  // Random weights for `config`, made in device memory (synthetic_weights.h).
+  CudaBackend(const model::ModelConfig& config, const SyntheticSpec& spec,
+              const CudaOptions& options)
+      : model_(config, spec, options) {}
 
   std::string_view name() const override { return "cuda"; }
   const model::ModelConfig& config() const override { return model_.config(); }
   std::unique_ptr<backend::Sequence> new_sequence() override;
-  // Also throws std::invalid_argument for states the CUDA backend cannot hold (MTP state, longer
-  // than the context, rows off the official FP8/FP4 grid): DeviceSequenceState::from_cpu.
+  bool has_mtp() const override { return model_.layout()->has_mtp; }
+  std::unique_ptr<backend::Sequence> new_mtp_sequence() override;
+  // Also throws std::invalid_argument for states the CUDA backend cannot hold (longer than the
+  // context, rows off the official FP8/FP4 grid): DeviceSequenceState::from_cpu.
   std::unique_ptr<backend::Sequence> import_state(const cpu::SequenceState& state) override;
   // Also throws std::invalid_argument when an item would pass the context, before any item runs.
   void forward(std::span<backend::ForwardItem> items) override;
@@ -35,6 +41,11 @@ class CudaBackend final : public backend::Backend {
 // The CUDA backend for `file`.
 std::unique_ptr<backend::Backend> make_cuda_backend(const gguf::GgufFile& file,
                                                     const CudaOptions& options);
+
+// The CUDA backend for a model of `config` with random weights made on the GPU.
+std::unique_ptr<backend::Backend> make_synthetic_cuda_backend(const model::ModelConfig& config,
+                                                              const SyntheticSpec& spec,
+                                                              const CudaOptions& options);
 
 // True when a CUDA device is present and this build's kernels can run on it.
 bool cuda_backend_usable();

@@ -17,8 +17,8 @@ size_t matrix_bytes(const model::WeightMatrix& m) {
 // Copies tensors to the device one by one and reports progress as it goes.
 class Uploader {
  public:
-  Uploader(DeviceModelWeights& out, size_t total, bool progress)
-      : out_(out), total_(total), progress_(progress) {}
+  Uploader(DeviceModelWeights& out, size_t total, bool progress, bool adopt_matrices)
+      : out_(out), total_(total), progress_(progress), adopt_matrices_(adopt_matrices) {}
 
   ~Uploader() {
     if (progress_ && printed_) std::fputc('\n', stderr);
@@ -35,7 +35,7 @@ class Uploader {
 
   DeviceMatrix matrix(const model::WeightMatrix& m) {
     DeviceMatrix d = shape(m);
-    d.data = bytes(m.data, matrix_bytes(m));
+    d.data = matrix_data(m);
     return d;
   }
 
@@ -49,7 +49,7 @@ class Uploader {
     e.shape = shape(m);
     e.count = m.experts;
     if (on_host) return e;
-    const uint8_t* base = bytes(m.data, matrix_bytes(m));
+    const uint8_t* base = matrix_data(m);
     std::vector<const uint8_t*> table(static_cast<size_t>(m.experts));
     for (int64_t i = 0; i < m.experts; ++i) table[i] = base + i * m.rows * m.row_bytes;
     e.table = reinterpret_cast<const uint8_t* const*>(
@@ -68,6 +68,13 @@ class Uploader {
     return d;
   }
 
+  // The device copy of a matrix's bytes, or the bytes themselves when they are adopted.
+  const uint8_t* matrix_data(const model::WeightMatrix& m) {
+    if (!adopt_matrices_) return bytes(m.data, matrix_bytes(m));
+    out_.device_bytes += matrix_bytes(m);
+    return m.data;
+  }
+
   void report() {
     if (!progress_ || total_ == 0) return;
     const int percent = static_cast<int>(100.0 * static_cast<double>(done_) / total_);
@@ -83,6 +90,7 @@ class Uploader {
   size_t total_;
   size_t done_ = 0;
   bool progress_;
+  bool adopt_matrices_;
   bool printed_ = false;
   int last_percent_ = -1;
 };
@@ -138,6 +146,20 @@ DeviceBlock upload_block(Uploader& up, const model::BlockWeights& w, const model
   return b;
 }
 
+DeviceMtp upload_mtp(Uploader& up, const model::MtpWeights& w, const model::ModelConfig& c) {
+  DeviceMtp m;
+  m.e_proj = up.matrix(w.e_proj);
+  m.h_proj = up.matrix(w.h_proj);
+  m.enorm = up.floats(w.enorm);
+  m.hnorm = up.floats(w.hnorm);
+  m.norm = up.floats(w.norm);
+  m.hc_head_base = up.floats(w.hc_head_base);
+  m.hc_head_scale = up.floats(w.hc_head_scale);
+  m.hc_head_fn = up.matrix(w.hc_head_fn);
+  m.block = upload_block(up, w.block, c, /*experts_on_host=*/false);
+  return m;
+}
+
 size_t floats_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
 
 size_t block_bytes(const model::BlockWeights& w, const model::ModelConfig& c, size_t* experts) {
@@ -179,6 +201,16 @@ WeightBytes weight_bytes(const model::ModelWeights& w, const model::ModelConfig&
             matrix_bytes(w.output_hc_fn) + matrix_bytes(w.output);
   for (const model::BlockWeights& layer : w.layers)
     b.total += block_bytes(layer, c, &b.routed_experts);
+  if (w.mtp) {
+    const model::MtpWeights& m = *w.mtp;
+    size_t resident_experts = 0;  // the MTP block's experts never leave device memory
+    b.total += block_bytes(m.block, c, &resident_experts) + matrix_bytes(m.e_proj) +
+               matrix_bytes(m.h_proj) + matrix_bytes(m.hc_head_fn);
+    for (const std::vector<float>* v :
+         {&m.enorm, &m.hnorm, &m.norm, &m.hc_head_base, &m.hc_head_scale}) {
+      b.total += floats_bytes(*v);
+    }
+  }
   return b;
 }
 
@@ -186,8 +218,9 @@ DeviceModelWeights upload_weights(const model::ModelWeights& w, const model::Mod
                                   const UploadOptions& options) {
   const WeightBytes sizes = weight_bytes(w, c);
   DeviceModelWeights d;
+  // Adopted matrices are not copied: the progress line would only count the small rest.
   Uploader up(d, sizes.total - (options.experts_on_host ? sizes.routed_experts : 0),
-              options.progress);
+              options.progress && !options.adopt_device_matrices, options.adopt_device_matrices);
   d.token_embd = up.matrix(w.token_embd);
   d.output_hc_base = up.floats(w.output_hc_base);
   d.output_hc_scale = up.floats(w.output_hc_scale);
@@ -197,6 +230,7 @@ DeviceModelWeights upload_weights(const model::ModelWeights& w, const model::Mod
   for (const model::BlockWeights& layer : w.layers) {
     d.layers.push_back(upload_block(up, layer, c, options.experts_on_host));
   }
+  if (w.mtp) d.mtp = upload_mtp(up, *w.mtp, c);
   return d;
 }
 

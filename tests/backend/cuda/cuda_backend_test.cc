@@ -270,6 +270,7 @@ class CudaBackendTest : public ::testing::Test {
     o.official_numerics = official;
     o.gpu_mem = gpu_mem;
     o.progress = false;
+    o.reference_order = true;  // the bounds above are for the CPU's summation order
     return std::make_unique<CudaBackend>(file(types), o);
   }
   static std::unique_ptr<cpu::CpuBackend> cpu(const std::string& types, bool official = true) {
@@ -627,14 +628,18 @@ TEST_F(CudaBackendTest, PlainStatesNeedPlainBackend) {
   expect_states_equal(plain->import_state(state)->export_state(), state);
 }
 
-TEST_F(CudaBackendTest, MtpStatesAreRefused) {
+// States that do not fit the model are refused: MTP state for a model without the MTP block (or,
+// for one with it, a pending final state of the wrong size), a state missing a layer.
+TEST_F(CudaBackendTest, MismatchedStatesAreRefused) {
   auto c = cpu("q2");
+  auto g = cuda("q2");
   cpu::SequenceState state = c->new_sequence()->export_state();
   state.mtp = state.layers[0];
-  EXPECT_THROW(cuda("q2")->import_state(state), std::invalid_argument);
+  if (g->has_mtp()) state.mtp_pending_hidden.assign(3, 0.0f);
+  EXPECT_THROW(g->import_state(state), std::invalid_argument);
   cpu::SequenceState wrong = c->new_sequence()->export_state();
   wrong.layers.pop_back();
-  EXPECT_THROW(cuda("q2")->import_state(wrong), std::invalid_argument);
+  EXPECT_THROW(g->import_state(wrong), std::invalid_argument);
 }
 
 // With a weight budget below the model's size, routed experts are served from host memory
