@@ -63,8 +63,53 @@ __global__ void __launch_bounds__(kThreads) decode_f16_kernel(DecodeJob job) {
   }
 }
 
+// IQ2_XXS, the routed experts' gate and up type, carries most of the bytes a prefill chunk
+// decodes, and decoding it one value at a time repeats the work of a whole sub-group (sign word,
+// group scale, grid lookup) for each of its 8 values. Here a thread decodes one sub-group of 8
+// values with decode_iq2_xxs's operations, in its order, and stores them as one 16-byte word.
+__global__ void __launch_bounds__(kThreads) decode_iq2_xxs_f16_kernel(DecodeJob job) {
+  const uint8_t* w = job.table != nullptr ? job.table[job.ids[blockIdx.y]] : job.base;
+  uint4* out = reinterpret_cast<uint4*>(job.dst + blockIdx.y * job.expert_stride);
+  const int64_t octs_per_row = job.cols / 8;
+  const int64_t n = job.n_rows * octs_per_row;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t k = (i % octs_per_row) * 8;
+    const auto* block = reinterpret_cast<const quant::BlockIQ2_XXS*>(
+                            w + (job.first_row + i / octs_per_row) * job.row_bytes) +
+                        k / quant::BlockIQ2_XXS::kBlockElems;
+    const int e = static_cast<int>(k % quant::BlockIQ2_XXS::kBlockElems);
+    const uint8_t* group = block->qs + 8 * (e / 32);
+    const int sub = (e % 32) / 8;
+    const uint32_t word =
+        group[4] | group[5] << 8 | group[6] << 16 | static_cast<uint32_t>(group[7]) << 24;
+    const float db = f16_to_f32(block->d) * (0.5f + static_cast<float>(word >> 28)) * 0.25f;
+    const uint64_t grid = job.tables.grid[group[sub]];
+    const uint8_t signs = job.tables.signs[(word >> (7 * sub)) & 127];
+    uint32_t packed[4];
+    for (int j = 0; j < 8; j += 2) {
+      float v0 = db * static_cast<float>((grid >> (8 * j)) & 0xff);
+      float v1 = db * static_cast<float>((grid >> (8 * (j + 1))) & 0xff);
+      if ((signs >> j) & 1) v0 = -v0;
+      if ((signs >> (j + 1)) & 1) v1 = -v1;
+      packed[j / 2] = pack_f16(v0, v1);
+    }
+    out[i] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+}
+
 void launch_decode(quant::GgmlType type, const DecodeJob& job, int64_t n_matrices, const char* name,
                    cudaStream_t stream) {
+  const bool iq2_octets = type == quant::GgmlType::kIQ2_XXS && job.cols % 8 == 0 &&
+                          reinterpret_cast<uintptr_t>(job.dst) % 16 == 0 &&
+                          job.expert_stride % 8 == 0;
+  if (iq2_octets) {
+    const dim3 grid(blocks_for(job.n_rows * (job.cols / 8)), static_cast<unsigned>(n_matrices));
+    decode_iq2_xxs_f16_kernel<<<grid, kThreads, 0, stream>>>(job);
+    MAGNETAR_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   const dim3 grid(blocks_for(job.n_rows * (job.cols / 4)), static_cast<unsigned>(n_matrices));
   const bool known = with_row_decoder(type, [&]<typename Decoder>() {
     decode_f16_kernel<Decoder><<<grid, kThreads, 0, stream>>>(job);

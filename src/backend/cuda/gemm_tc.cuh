@@ -34,7 +34,8 @@
 // options().min_tokens tokens here, and moe_chunk_cuda runs its routed experts through
 // expert_groups.cuh from options().min_expert_tokens tokens. Without one (the default), every
 // product takes the reference path: that is the `reference_order` mode the bit-exact tests use.
-// A TensorCoreGemm serves one thread and one stream at a time.
+// A TensorCoreGemm serves one thread and one stream at a time, outside stream capture (its
+// buffers grow after a stream synchronization, and the grouped experts read counts back).
 //
 // No device code here: .cc files may include this header.
 #pragma once

@@ -299,12 +299,13 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
     act_quant_fp8_cuda(x, T, D, b.xq.data(), stream);
     xq = b.xq.data();
   }
-  // Routed experts: grouped by expert on tensor cores for large chunks, else one (token, slot) pair
-  // per row in the CPU's order.
+  // Routed experts: grouped by expert on tensor cores for large chunks (unless the CPU's order is
+  // asked for, as in linear_cuda), else one (token, slot) pair per row.
   const float* routed = b.down.data();
   const int32_t* row_of_pair = nullptr;
   TensorCoreGemm* tensor_cores = current_tensor_core_gemm();
-  if (tensor_cores != nullptr && T >= tensor_cores->options().min_expert_tokens) {
+  if (tensor_cores != nullptr && !reference_order() &&
+      T >= tensor_cores->options().min_expert_tokens) {
     const ExpertFfn ffn{&w.gate_exps, &w.up_exps, &w.down_exps, ctx.swiglu_clamp, ctx.official};
     const ExpertRows rows =
         routed_experts_tensor_core(*tensor_cores, ffn, b.experts.data(), b.weights.data(), xq, T,
