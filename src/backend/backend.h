@@ -40,7 +40,18 @@ struct ForwardItem {
   Sequence* sequence = nullptr;     // created by the backend doing the call
   std::span<const int32_t> tokens;  // at positions sequence->position(), +1, ...
   bool all_logits = false;          // logits of every token; otherwise of the last only
-  std::vector<float> logits;        // output: [n][vocab], n = tokens.size() or 1
+  // Also the MTP block's draft logits (model.md §9); the sequence must come from
+  // new_mtp_sequence().
+  bool mtp_logits = false;
+
+  // Outputs.
+  std::vector<float> logits;  // [n][vocab], n = tokens.size() or 1
+  // With mtp_logits: MTP logits of positions mtp_first_position.. (one row per position): the
+  // positions completed in this call, whose next token is now known, then the draft of the last
+  // token (whose next token is taken as the argmax of its main logits). Rows for earlier
+  // positions replace the drafts an earlier call returned for them.
+  std::vector<float> mtp;
+  int64_t mtp_first_position = 0;
 };
 
 class Backend {
@@ -52,6 +63,11 @@ class Backend {
   virtual const model::ModelConfig& config() const = 0;
 
   virtual std::unique_ptr<Sequence> new_sequence() = 0;
+  // Whether the model has the MTP block (mtp.0.* tensors).
+  virtual bool has_mtp() const = 0;
+  // A fresh sequence that also keeps the MTP block's state, so that its forward items may ask
+  // for draft logits. Throws std::invalid_argument when the model has no MTP block.
+  virtual std::unique_ptr<Sequence> new_mtp_sequence() = 0;
   // A sequence holding `state`. Throws std::invalid_argument when the state's shapes do not fit
   // this model (cpu::check_sequence_state).
   virtual std::unique_ptr<Sequence> import_state(const cpu::SequenceState& state) = 0;

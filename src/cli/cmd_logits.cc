@@ -8,9 +8,9 @@
 #include <memory>
 #include <sstream>
 
-#include "backend/cpu/cpu_model.h"
 #include "cli/commands.h"
 #include "cli/npy_writer.h"
+#include "engine/engine.h"
 
 namespace magnetar::cli {
 namespace {
@@ -68,32 +68,32 @@ int run_logits(const LogitsOptions& o) {
     tokens = parse_tokens(o.tokens, "--tokens");
   }
   if (tokens.empty()) throw std::invalid_argument("no tokens given (--tokens or --tokens-file)");
-  if (o.backend != "cpu") {
-    throw std::invalid_argument("--backend " + o.backend + " is not available yet (cpu only)");
-  }
   gguf::GgufFile file = gguf::GgufFile::open(o.model);
-  cpu::CpuOptions options;
+  engine::EngineOptions options;
+  options.backend = o.backend;
   options.official_numerics = o.numerics == "official";
   options.threads = o.threads;
-  cpu::CpuModel model(file, options);
-  if (o.mtp && !model.has_mtp()) {
+  options.context = static_cast<int64_t>(tokens.size());
+  std::unique_ptr<backend::Backend> model = engine::make_backend(file, options);
+  if (o.mtp && !model->has_mtp()) {
     throw std::invalid_argument(o.model + " has no MTP block (mtp.0.* tensors)");
   }
-  const int64_t T = static_cast<int64_t>(tokens.size()), V = model.config().n_vocab;
+  const int64_t T = static_cast<int64_t>(tokens.size()), V = model->config().n_vocab;
   const int64_t chunk = o.chunk > 0 ? o.chunk : T;
-  cpu::SequenceState state = model.new_sequence(o.mtp);
+  std::unique_ptr<backend::Sequence> sequence =
+      o.mtp ? model->new_mtp_sequence() : model->new_sequence();
 
   std::vector<float> logits;
   std::map<int64_t, std::vector<float>> mtp_rows;  // later calls replace earlier drafts
   auto start = std::chrono::steady_clock::now();
   for (int64_t begin = 0; begin < T; begin += chunk) {
     const int64_t n = std::min(chunk, T - begin);
-    cpu::ForwardItem item;
-    item.state = &state;
+    backend::ForwardItem item;
+    item.sequence = sequence.get();
     item.tokens = std::span<const int32_t>(tokens).subspan(begin, n);
     item.all_logits = o.all_positions;
     item.mtp_logits = o.mtp;
-    model.forward(std::span(&item, 1));
+    model->forward(std::span(&item, 1));
     if (o.all_positions || begin + n == T) {
       if (!o.all_positions) logits.clear();
       logits.insert(logits.end(), item.logits.begin(), item.logits.end());
@@ -113,13 +113,13 @@ int run_logits(const LogitsOptions& o) {
     shape.insert(shape.begin(), 2);
   }
   write_npy(o.output, logits, shape);
-  const cpu::ForwardCounters& k = state.counters;
+  const cpu::ForwardCounters k = sequence->export_state().counters;
   int64_t rows_emitted = 0;
   for (int64_t r : k.rows_emitted) rows_emitted += r;
   fmt::print(stderr,
-             "{} tokens in {:.2f} s ({:.1f} tokens/s, {} threads, {} numerics, chunk {}): window "
+             "{} tokens in {:.2f} s ({:.1f} tokens/s, {} backend, {} numerics, chunk {}): window "
              "wraps {}, compressed rows {}, partial indexer selections {}\n",
-             T, seconds, static_cast<double>(T) / seconds, model.threads(), o.numerics, chunk,
+             T, seconds, static_cast<double>(T) / seconds, model->name(), o.numerics, chunk,
              k.window_wraps, rows_emitted, k.indexer_partial_selections);
   return kExitOk;
 }
@@ -141,7 +141,9 @@ Command add_logits_command(CLI::App& root) {
   app->add_flag("--mtp", o->mtp,
                 "Also the MTP draft logits: position i uses its final state and token i+1 (the "
                 "last position: the argmax of its logits)");
-  app->add_option("--backend", o->backend, "cpu")->capture_default_str();
+  app->add_option("--backend", o->backend, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
   app->add_option("--numerics", o->numerics,
                   "official: keep the FP8/FP4 simulations of the official model; plain: skip them")
       ->check(CLI::IsMember({"official", "plain"}))

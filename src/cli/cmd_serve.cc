@@ -2,8 +2,8 @@
 //
 // Wiring only: the engine, the live sessions and scheduler, the HTTP layer (src/server), and
 // signals. The first SIGINT/SIGTERM stops accepting connections, lets running generations end
-// with an error, offers the live sessions to the state store and exits 0; a second one exits 130
-// at once.
+// with an error, offers the live sessions to the state store (the disk KV cache with
+// --kv-disk-dir) and exits 0; a second one exits 130 at once.
 #include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,7 +16,10 @@
 #include "cli/commands.h"
 #include "engine/engine.h"
 #include "gguf/gguf_reader.h"
+#include "kvcache/checkpoint_policy.h"
+#include "kvcache/tool_id_map.h"
 #include "model/model_config.h"
+#include "server/disk_state_store.h"
 #include "server/forced_completions.h"
 #include "server/http_server.h"
 #include "server/log.h"
@@ -44,10 +47,53 @@ struct ServeOptions {
   std::vector<std::string> model_aliases;
   size_t tool_memory_max_ids = 100000;
   bool no_exact_replay = false;
+  std::string kv_disk_dir;
+  int64_t kv_disk_space_mb = 4096;
+  kvcache::CheckpointOptions checkpoints;
   std::string forced_completion;
   bool quiet = false;
   server::HttpOptions http;
 };
+
+// The disk KV cache flags (server-api.md §2 names and defaults; docs/server.md). The --kv-cache-*
+// values only matter with --kv-disk-dir, so they require it.
+void add_kv_cache_options(CLI::App& app, ServeOptions& o) {
+  CLI::Option* dir = app.add_option("--kv-disk-dir", o.kv_disk_dir,
+                                    "Keep KV checkpoints in this directory (created, mode 0700): "
+                                    "long prefixes survive session changes and restarts");
+  app.add_option("--kv-disk-space-mb", o.kv_disk_space_mb, "Disk budget of the KV cache (MiB)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str()
+      ->needs(dir);
+  kvcache::CheckpointOptions& c = o.checkpoints;
+  app.add_option("--kv-cache-min-tokens", c.min_tokens,
+                 "Never save or load checkpoints shorter than this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->needs(dir);
+  app.add_option("--kv-cache-cold-max-tokens", c.cold_max_tokens,
+                 "Checkpoint new prompts of min..N tokens; longer loaded checkpoints are consumed "
+                 "(0: neither)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->needs(dir);
+  app.add_option("--kv-cache-continued-interval-tokens", c.continued_interval_tokens,
+                 "Checkpoint every N tokens of prefill and decode, rounded up to the alignment "
+                 "(0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->needs(dir);
+  app.add_option("--kv-cache-boundary-trim-tokens", c.boundary_trim_tokens,
+                 "Tokens left off the end of a cold checkpoint")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->needs(dir);
+  app.add_option("--kv-cache-boundary-align-tokens", c.boundary_align_tokens,
+                 "Alignment of cold and continued checkpoints (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->needs(dir);
+}
 
 // deepseek-v4-pro for Pro's width, deepseek-v4-flash otherwise (the tiny test models included).
 std::string default_model_id(const model::ModelConfig& config) {
@@ -59,9 +105,18 @@ int run_serve(ServeOptions o) {
     if (const char* key = std::getenv("MAGNETAR_API_KEY")) o.http.api_key = key;
   }
   server::set_requests_quiet(o.quiet);
+  if (!o.kv_disk_dir.empty()) {  // inconsistent --kv-cache-* values fail before the model loads
+    try {
+      (void)kvcache::CheckpointPolicy(o.checkpoints);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("invalid --kv-cache-* values: ") + e.what());
+    }
+  }
   // Writes to a departed client must fail with EPIPE, not kill the process; SIGINT/SIGTERM are
   // taken by one thread (sigwait), so they are blocked before any other thread starts.
   ::signal(SIGPIPE, SIG_IGN);
+  // A file size limit (RLIMIT_FSIZE) must fail a cache write with EFBIG, not kill the server.
+  ::signal(SIGXFSZ, SIG_IGN);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -97,14 +152,27 @@ int run_serve(ServeOptions o) {
                 o.forced_completion);
   }
   server::Metrics metrics;
-  server::ToolMemory tools(o.tool_memory_max_ids, size_t{512} << 20);
-  server::NullStateStore store;
+  kvcache::ToolIdMap tools({.max_ids = o.tool_memory_max_ids});
+  std::unique_ptr<server::StateStore> store;
+  if (o.kv_disk_dir.empty()) {
+    store = std::make_unique<server::NullStateStore>();
+  } else {
+    try {
+      store = std::make_unique<server::DiskStateStore>(
+          server::DiskStoreOptions{.dir = o.kv_disk_dir,
+                                   .budget_bytes = static_cast<uint64_t>(o.kv_disk_space_mb) << 20,
+                                   .checkpoints = o.checkpoints},
+          engine, o.no_exact_replay ? nullptr : &tools, metrics);
+    } catch (const kvcache::KvCacheError& e) {
+      throw std::runtime_error("--kv-disk-dir " + o.kv_disk_dir + " cannot be used: " + e.what());
+    }
+  }
   server::SchedulerOptions so;
   so.parallel = o.parallel;
   so.max_queue = o.max_queue;
   so.chunk = o.prefill_chunk;
   so.exact_replay = !o.no_exact_replay;
-  server::Scheduler scheduler(engine, so, store, tools, metrics);
+  server::Scheduler scheduler(engine, so, *store, tools, metrics);
 
   server::ApiContext api;
   api.tokenizer = &engine.tokenizer();
@@ -114,7 +182,7 @@ int run_serve(ServeOptions o) {
   api.models.id = o.model_id.empty() ? default_model_id(config) : o.model_id;
   api.models.aliases = o.model_aliases;
   api.replay = o.no_exact_replay ? nullptr : &tools;
-  api.store = &store;
+  api.store = store.get();
   api.forced = forced.get();
 
   o.http.max_body_bytes = static_cast<size_t>(o.max_body_mb * 1048576.0);
@@ -199,6 +267,7 @@ Command add_serve_command(CLI::App& root) {
       ->capture_default_str();
   app->add_flag("--disable-exact-dsml-tool-replay", o->no_exact_replay,
                 "Render tool calls in history canonically, never from the sampled bytes");
+  add_kv_cache_options(*app, *o);
   app->add_option("--test-forced-completion", o->forced_completion,
                   "TEST-ONLY: JSON {trigger: completion}; matching requests are forced to the "
                   "completion instead of sampling (docs/server.md)")

@@ -10,7 +10,6 @@
 #endif
 
 namespace magnetar::engine {
-namespace {
 
 std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const EngineOptions& o) {
   std::string name = o.backend.empty() ? "auto" : o.backend;
@@ -51,6 +50,8 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
   cpu_options.threads = o.threads;
   return std::make_unique<cpu::CpuBackend>(file, cpu_options);
 }
+
+namespace {
 
 // The header image of a synthetic model, or nothing for a model file.
 std::vector<uint8_t> synthetic_header(const EngineOptions& o) {

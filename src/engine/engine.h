@@ -56,6 +56,12 @@ class ContextOverflow : public std::length_error {
 // The backend names this build can run, in the order "auto" tries them.
 std::vector<std::string> available_backends();
 
+// The backend an Engine with these options runs (options.model is not read: `file` is that model,
+// and must outlive the backend), for tools that drive a backend directly, like `magnetar logits`.
+// Throws std::invalid_argument for a backend this build or machine cannot run.
+std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file,
+                                               const EngineOptions& options);
+
 // What a session's model state has processed. Copying it clones the backend's sequence, so a copy
 // is a snapshot that later steps do not touch.
 class SessionState {

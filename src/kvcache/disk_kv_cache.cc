@@ -28,6 +28,11 @@ CacheOptions prepared(CacheOptions options) {
   if (options.budget_bytes == 0) throw KvCacheError("kv cache: the disk budget must be positive");
   if (options.dir.empty()) throw KvCacheError("kv cache: no directory given");
   create_private_directory(options.dir);
+  // Refused now rather than at the first save, so that a server can say so at startup.
+  if (::access(options.dir.c_str(), W_OK | X_OK) != 0)
+    throw KvCacheError("the KV cache directory " + options.dir.string() +
+                           " is not writable: " + describe_errno(errno),
+                       errno);
   return options;
 }
 

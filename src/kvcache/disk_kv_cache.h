@@ -139,8 +139,8 @@ class DiskKvCache {
  public:
   // Creates the directory (mode 0700) if needed, takes the directory lock, deletes temp files of
   // interrupted writes, indexes the entry files (reporting and skipping anything unusable) and
-  // evicts down to the budget. Throws KvCacheError when the directory cannot be created, read or
-  // locked, or the budget is 0: the server then runs without a disk cache.
+  // evicts down to the budget. Throws KvCacheError when the directory cannot be created, read,
+  // written or locked, or the budget is 0.
   explicit DiskKvCache(CacheOptions options);
   DiskKvCache(const DiskKvCache&) = delete;
   DiskKvCache& operator=(const DiskKvCache&) = delete;

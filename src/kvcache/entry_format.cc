@@ -106,34 +106,6 @@ std::vector<ToolCallRecord> decode_tool_calls(std::span<const uint8_t> section) 
 
 }  // namespace
 
-std::string_view reason_name(SaveReason reason) {
-  switch (reason) {
-    case SaveReason::kCold:
-      return "cold";
-    case SaveReason::kContinued:
-      return "continued";
-    case SaveReason::kEvict:
-      return "evict";
-    case SaveReason::kShutdown:
-      return "shutdown";
-    case SaveReason::kUnknown:
-      break;
-  }
-  return "unknown";
-}
-
-std::string_view key_kind_name(KeyKind kind) {
-  switch (kind) {
-    case KeyKind::kResponsesVisible:
-      return "responses-visible";
-    case KeyKind::kThinkingVisible:
-      return "thinking-visible";
-    case KeyKind::kTokenText:
-      break;
-  }
-  return "token-text";
-}
-
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
   if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
     throw KvCacheError("SHA-256: OpenSSL could not start a digest");

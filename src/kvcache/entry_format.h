@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "kvcache/kvcache_error.h"
+#include "kvcache/save_reason.h"
 #include "kvcache/tool_id_map.h"
 
 namespace magnetar::kvcache {
@@ -47,21 +48,6 @@ inline constexpr uint64_t kChecksumBytes = 32;
 inline constexpr uint64_t kMaxTokens = uint64_t{1} << 28;
 inline constexpr uint64_t kMaxMetadataBytes = uint64_t{1} << 31;
 inline constexpr uint32_t kMaxToolIdBytes = 256;
-
-// Why the server wrote a checkpoint (kv-cache.md §8).
-enum class SaveReason : uint32_t {
-  kUnknown = 0,
-  kCold = 1,
-  kContinued = 2,
-  kEvict = 3,
-  kShutdown = 4
-};
-// What the key text is (kv-cache.md §5): the rendered text of the tokens, or a client-visible
-// transcript that omits hidden reasoning the tokens contain.
-enum class KeyKind : uint32_t { kTokenText = 0, kResponsesVisible = 1, kThinkingVisible = 2 };
-
-std::string_view reason_name(SaveReason reason);
-std::string_view key_kind_name(KeyKind kind);
 
 struct EntryHeader {
   uint32_t version = kFormatVersion;

@@ -95,6 +95,11 @@ std::optional<std::string> ToolIdMap::find(std::string_view id) {
   return *it->second.block;
 }
 
+bool ToolIdMap::contains(std::string_view id) const {
+  std::lock_guard lock(mu_);
+  return ids_.contains(std::string(id));
+}
+
 std::optional<std::string> ToolIdMap::replay_block(std::span<const std::string> ids) {
   if (ids.empty()) return std::nullopt;
   std::lock_guard lock(mu_);

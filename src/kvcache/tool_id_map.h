@@ -60,6 +60,8 @@ class ToolIdMap {
 
   // The block of `id`, counting as a use.
   std::optional<std::string> find(std::string_view id);
+  // Whether `id` is mapped (not a use): how a server tells which ids to look for on disk.
+  bool contains(std::string_view id) const;
   // The block to replay for a turn whose calls have these ids: present only when every id is known
   // and all map to the same block (otherwise the caller renders canonical DSML). Counts as a use.
   std::optional<std::string> replay_block(std::span<const std::string> ids);

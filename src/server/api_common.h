@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "chat/chat_request.h"
+#include "kvcache/tool_id_map.h"
 #include "server/api_error.h"
 #include "server/forced_completions.h"
 #include "server/job.h"
 #include "server/request_fields.h"
 #include "server/state_store.h"
-#include "server/tool_memory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace magnetar::server {
@@ -35,7 +35,7 @@ struct ApiContext {
   int64_t default_max_tokens = 0;  // when a request gives no limit
   int64_t max_tokens_limit = 0;    // larger requested limits are lowered to this
   ModelNames models;
-  ToolMemory* replay = nullptr;               // null: exact replay off
+  kvcache::ToolIdMap* replay = nullptr;       // null: exact replay off
   StateStore* store = nullptr;                // for recall_tool_ids
   const ForcedCompletions* forced = nullptr;  // TEST-ONLY, null in normal use
 };

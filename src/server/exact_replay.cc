@@ -84,7 +84,7 @@ chat::Prompt dsml_block_prompt(std::string_view block) {
 }
 
 ReplayedPrompt render_with_replay(const std::vector<chat::Message>& messages,
-                                  const chat::RenderOptions& options, ToolMemory* memory) {
+                                  const chat::RenderOptions& options, kvcache::ToolIdMap* memory) {
   ReplayedPrompt out;
   out.prompt = chat::render_prompt(messages, options);
   size_t cursor = 0;
@@ -92,7 +92,8 @@ ReplayedPrompt render_with_replay(const std::vector<chat::Message>& messages,
     if (m.role != chat::Role::kAssistant || m.tool_calls.empty()) continue;
     std::vector<std::string> ids;
     for (const chat::ToolCall& c : m.tool_calls) ids.push_back(c.id);
-    std::optional<std::string> sampled = memory != nullptr ? memory->block_for(ids) : std::nullopt;
+    std::optional<std::string> sampled =
+        memory != nullptr ? memory->replay_block(ids) : std::nullopt;
     chat::Prompt canonical;
     chat::append_tool_calls_dsml(canonical, m.tool_calls, options.reject_non_object_arguments);
     MaskedText prompt_text = masked(out.prompt), block = masked(canonical);

@@ -1,4 +1,4 @@
-// Rendering with exact replay of sampled tool calls (server-api.md §14, tool_memory.h).
+// Rendering with exact replay of sampled tool calls (server-api.md §14, kvcache/tool_id_map.h).
 //
 // The conversation is rendered canonically (chat/renderer.h); then each assistant turn whose tool
 // calls all map, by id, to one remembered sampled block has its canonical DSML block replaced by
@@ -12,7 +12,7 @@
 #include "chat/message.h"
 #include "chat/prompt.h"
 #include "chat/render_options.h"
-#include "server/tool_memory.h"
+#include "kvcache/tool_id_map.h"
 
 namespace magnetar::server {
 
@@ -24,7 +24,7 @@ struct ReplayedPrompt {
 
 // `memory` may be null (exact replay disabled). Throws chat::ChatError as the renderer does.
 ReplayedPrompt render_with_replay(const std::vector<chat::Message>& messages,
-                                  const chat::RenderOptions& options, ToolMemory* memory);
+                                  const chat::RenderOptions& options, kvcache::ToolIdMap* memory);
 
 // The prompt pieces of a sampled DSML block: `｜DSML｜` as control pieces, the rest plain.
 chat::Prompt dsml_block_prompt(std::string_view block);

@@ -24,7 +24,7 @@ const char* openai_finish_reason(FinishReason reason) {
 }
 
 Generation::Generation(const JobRequest& request, const tokenizer::Tokenizer& tokenizer,
-                       const ToolMemory& ids)
+                       const kvcache::ToolIdMap& ids)
     : request_(request),
       tokenizer_(tokenizer),
       ids_(ids),
@@ -116,7 +116,9 @@ void Generation::handle(std::vector<chat::CompletionEvent> events, std::vector<E
         break;
       case Kind::kToolCallBegin: {
         release_held_content(out);
-        ToolCallResult call{ids_.new_id(request_.tool_id_prefix), e.text, ""};
+        std::vector<std::string> taken;  // the turn's other ids: every id of a turn is distinct
+        for (const ToolCallResult& c : result_.tool_calls) taken.push_back(c.id);
+        ToolCallResult call{ids_.new_id(request_.tool_id_prefix, taken), e.text, ""};
         out.push_back(Event::delta(Event::Kind::kToolCallBegin, e.text, e.call_index, call.id));
         result_.tool_calls.push_back(std::move(call));
         break;

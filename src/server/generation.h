@@ -21,9 +21,9 @@
 #include "chat/completion_parser.h"
 #include "engine/sampler.h"
 #include "engine/stop_matcher.h"
+#include "kvcache/tool_id_map.h"
 #include "server/dsml_guard.h"
 #include "server/job.h"
-#include "server/tool_memory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace magnetar::server {
@@ -32,7 +32,7 @@ class Generation {
  public:
   // `ids` makes the tool-call ids; it must outlive the generation, as must `tokenizer`.
   Generation(const JobRequest& request, const tokenizer::Tokenizer& tokenizer,
-             const ToolMemory& ids);
+             const kvcache::ToolIdMap& ids);
 
   int32_t choose(std::span<const float> logits);
 
@@ -64,7 +64,7 @@ class Generation {
 
   const JobRequest& request_;
   const tokenizer::Tokenizer& tokenizer_;
-  const ToolMemory& ids_;
+  const kvcache::ToolIdMap& ids_;
   engine::Sampler sampler_;
   tokenizer::StreamDecoder decoder_;
   chat::CompletionParser parser_;

@@ -52,6 +52,47 @@ void Metrics::set_queue(int64_t depth, int64_t busy_slots, int64_t slots) {
   slots_ = slots;
 }
 
+void Metrics::count_disk_restore(int64_t tokens) {
+  std::lock_guard lock(mutex_);
+  ++disk_hits_;
+  disk_loaded_tokens_ += tokens;
+}
+
+void Metrics::count_disk_miss() {
+  std::lock_guard lock(mutex_);
+  ++disk_misses_;
+}
+
+void Metrics::count_disk_save(std::string_view reason) {
+  std::lock_guard lock(mutex_);
+  auto it = disk_saves_.find(reason);
+  if (it == disk_saves_.end()) it = disk_saves_.emplace(std::string(reason), 0).first;
+  ++it->second;
+}
+
+void Metrics::count_disk_save_failure() {
+  std::lock_guard lock(mutex_);
+  ++disk_save_failures_;
+}
+
+void Metrics::count_disk_eviction() {
+  std::lock_guard lock(mutex_);
+  ++disk_evictions_;
+}
+
+void Metrics::count_disk_damaged() {
+  std::lock_guard lock(mutex_);
+  ++disk_damaged_;
+}
+
+void Metrics::set_disk_usage(uint64_t bytes, uint64_t budget_bytes, uint64_t entries) {
+  std::lock_guard lock(mutex_);
+  disk_enabled_ = true;
+  disk_bytes_ = bytes;
+  disk_budget_bytes_ = budget_bytes;
+  disk_entries_ = entries;
+}
+
 std::string Metrics::render() const {
   std::lock_guard lock(mutex_);
   std::string out;
@@ -109,6 +150,32 @@ std::string Metrics::render() const {
   out += fmt::format("magnetar_busy_sessions {}\n", busy_slots_);
   head("magnetar_sessions", "gauge", "Live sessions (--parallel).");
   out += fmt::format("magnetar_sessions {}\n", slots_);
+  if (!disk_enabled_) return out;
+  head("magnetar_kv_disk_hits_total", "counter", "Live misses served from a disk checkpoint.");
+  out += fmt::format("magnetar_kv_disk_hits_total {}\n", disk_hits_);
+  head("magnetar_kv_disk_misses_total", "counter",
+       "Live misses with no usable disk checkpoint (prefilled from the start).");
+  out += fmt::format("magnetar_kv_disk_misses_total {}\n", disk_misses_);
+  head("magnetar_kv_disk_loaded_tokens_total", "counter", "Tokens restored from disk checkpoints.");
+  out += fmt::format("magnetar_kv_disk_loaded_tokens_total {}\n", disk_loaded_tokens_);
+  head("magnetar_kv_disk_saves_total", "counter", "Disk checkpoints written, by save reason.");
+  for (const auto& [reason, n] : disk_saves_) {
+    out += fmt::format("magnetar_kv_disk_saves_total{{reason=\"{}\"}} {}\n", reason, n);
+  }
+  head("magnetar_kv_disk_save_failures_total", "counter",
+       "Disk checkpoints not written: disk full, I/O error, or larger than the budget.");
+  out += fmt::format("magnetar_kv_disk_save_failures_total {}\n", disk_save_failures_);
+  head("magnetar_kv_disk_evictions_total", "counter", "Files deleted to keep the disk budget.");
+  out += fmt::format("magnetar_kv_disk_evictions_total {}\n", disk_evictions_);
+  head("magnetar_kv_disk_damaged_total", "counter",
+       "Damaged checkpoint files (or payloads the engine refused), deleted.");
+  out += fmt::format("magnetar_kv_disk_damaged_total {}\n", disk_damaged_);
+  head("magnetar_kv_disk_bytes", "gauge", "Bytes of the cache directory's counted files.");
+  out += fmt::format("magnetar_kv_disk_bytes {}\n", disk_bytes_);
+  head("magnetar_kv_disk_budget_bytes", "gauge", "The disk budget (--kv-disk-space-mb).");
+  out += fmt::format("magnetar_kv_disk_budget_bytes {}\n", disk_budget_bytes_);
+  head("magnetar_kv_disk_entries", "gauge", "Usable checkpoints in the cache directory.");
+  out += fmt::format("magnetar_kv_disk_entries {}\n", disk_entries_);
   return out;
 }
 

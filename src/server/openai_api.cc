@@ -3,9 +3,9 @@
 #include "chat/chat_error.h"
 #include "chat/openai_request.h"
 #include "chat/template_strings.h"
+#include "engine/prompt_tokens.h"
 #include "server/generation.h"
 #include "server/json_text.h"
-#include "engine/prompt_tokens.h"
 
 namespace magnetar::server {
 namespace {

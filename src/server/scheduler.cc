@@ -47,7 +47,7 @@ const char* finish_name(FinishReason f) {
 }  // namespace
 
 Scheduler::Scheduler(engine::Engine& engine, const SchedulerOptions& options, StateStore& store,
-                     ToolMemory& tools, Metrics& metrics)
+                     kvcache::ToolIdMap& tools, Metrics& metrics)
     : engine_(engine),
       options_(options),
       store_(store),
@@ -132,7 +132,9 @@ void Scheduler::run() {
   }
   active_.clear();
   for (int i = 0; i < sessions_.count(); ++i) {
-    if (sessions_.slot(i).session->processed() > 0) save(SaveReason::kShutdown, sessions_.slot(i));
+    if (sessions_.slot(i).session->processed() > 0) {
+      save(kvcache::SaveReason::kShutdown, sessions_.slot(i));
+    }
   }
 }
 
@@ -148,7 +150,12 @@ void Scheduler::fail_before_start(Job& job, int status, const std::string& code,
 }
 
 void Scheduler::admit(std::shared_ptr<Job> job) {
+  bool store_consulted = false;  // restore() may have replaced the slot's state
+  Slot* slot = nullptr;
   auto give_back_slot = [&] {
+    // A restored state no longer matches the slot's decoded text and aliases: recompute them, so
+    // that a later placement or evict save sees the state the session really holds.
+    if (store_consulted) sessions_.release(*slot, {});
     std::lock_guard lock(mutex_);
     ++idle_slots_;
   };
@@ -166,14 +173,15 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
   }
   auto a = std::make_unique<Active>();
   a->job = job;
-  a->slot = placement->slot;
+  a->slot = slot = placement->slot;
   a->tokens = std::move(placement->tokens);
   a->reused = placement->reused;
   std::string source = source_name(placement->source);
   engine::Session& session = *a->slot->session;
   if (placement->source == Placement::Source::kNone) {
-    if (session.processed() > 0) save(SaveReason::kEvict, *a->slot);
+    if (session.processed() > 0) save(kvcache::SaveReason::kEvict, *a->slot);
     std::optional<size_t> covered;
+    store_consulted = true;
     try {
       covered = store_.restore(r.prompt_text, session);
     } catch (const std::exception& e) {
@@ -283,10 +291,10 @@ void Scheduler::step() {
 
 void Scheduler::advance(Active& a, std::vector<Event>& events) {
   engine::Session& s = *a.slot->session;
-  if (a.due_save && s.processed() == *a.due_save) save(SaveReason::kContinued, *a.slot);
+  if (a.due_save && s.processed() == *a.due_save) save(kvcache::SaveReason::kContinued, *a.slot);
   if (!a.decoding) {
     if (a.cold_point && s.processed() == *a.cold_point) {
-      save(SaveReason::kCold, *a.slot);
+      save(kvcache::SaveReason::kCold, *a.slot);
       a.cold_point.reset();
     }
     if (s.processed() < static_cast<int64_t>(a.tokens.size())) return;
@@ -363,11 +371,13 @@ void Scheduler::finalize(Active& a) {
   a.job->events.push(std::move(done));
 }
 
-void Scheduler::save(SaveReason reason, Slot& slot) {
+void Scheduler::save(kvcache::SaveReason reason, Slot& slot) {
+  using kvcache::KeyKind;
   try {
-    if (reason == SaveReason::kEvict || reason == SaveReason::kShutdown) {
+    if (reason == kvcache::SaveReason::kEvict || reason == kvcache::SaveReason::kShutdown) {
+      // An idle slot: its visible transcript, when it has one, is what the client will replay.
       if (!slot.aliases.empty()) {
-        store_.save(reason, *slot.session, slot.aliases.front(), KeyKind::kVisibleText);
+        store_.save(reason, *slot.session, slot.aliases.front(), KeyKind::kThinkingVisible);
       } else {
         store_.save(reason, *slot.session, slot.decoded, KeyKind::kTokenText);
       }
@@ -376,7 +386,7 @@ void Scheduler::save(SaveReason reason, Slot& slot) {
     std::string text = engine_.tokenizer().decode(slot.processed());
     store_.save(reason, *slot.session, text, KeyKind::kTokenText);
   } catch (const std::exception& e) {
-    log("state store: {} save failed: {}", save_reason_name(reason), e.what());
+    log("state store: {} save failed: {}", kvcache::reason_name(reason), e.what());
   }
 }
 

@@ -20,11 +20,11 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "kvcache/tool_id_map.h"
 #include "server/job.h"
 #include "server/live_sessions.h"
 #include "server/metrics.h"
 #include "server/state_store.h"
-#include "server/tool_memory.h"
 
 namespace magnetar::server {
 
@@ -32,13 +32,13 @@ struct SchedulerOptions {
   int parallel = 1;          // live sessions
   int max_queue = 64;        // jobs waiting for a session
   int64_t chunk = 512;       // prompt tokens per session per step
-  bool exact_replay = true;  // remember sampled tool-call blocks (tool_memory.h)
+  bool exact_replay = true;  // remember sampled tool-call blocks (tool_id_map.h)
 };
 
 class Scheduler {
  public:
   Scheduler(engine::Engine& engine, const SchedulerOptions& options, StateStore& store,
-            ToolMemory& tools, Metrics& metrics);
+            kvcache::ToolIdMap& tools, Metrics& metrics);
   ~Scheduler();  // shutdown()
 
   enum class Submit { kQueued, kQueueFull, kShuttingDown };
@@ -60,13 +60,13 @@ class Scheduler {
   void finalize(Active& a);
   void fail_before_start(Job& job, int status, const std::string& code, const std::string& why,
                          int64_t prompt_tokens = 0);
-  void save(SaveReason reason, Slot& slot);
+  void save(kvcache::SaveReason reason, Slot& slot);
   void publish_queue_metrics();
 
   engine::Engine& engine_;
   const SchedulerOptions options_;
   StateStore& store_;
-  ToolMemory& tools_;
+  kvcache::ToolIdMap& tools_;
   Metrics& metrics_;
   LiveSessions sessions_;
 

@@ -7,7 +7,7 @@
 // one), saves a live session before its slot is taken by another conversation (evict) and every
 // live session at shutdown. Everything else — whether a save is worth it (minimum length, budget),
 // file format, checksums, eviction of files — is the store's. The server runs with NullStateStore
-// (live reuse only) until a disk store is plugged in.
+// (live reuse only) unless `--kv-disk-dir` plugs in the disk store (disk_state_store.h).
 //
 // All calls come from the scheduler thread, except recall_tool_ids(), which handler threads call
 // before rendering a request.
@@ -21,18 +21,9 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "kvcache/save_reason.h"
 
 namespace magnetar::server {
-
-enum class SaveReason { kCold, kContinued, kEvict, kShutdown };
-
-const char* save_reason_name(SaveReason reason);
-
-// What a saved state's key text is (kv-cache.md §5).
-enum class KeyKind {
-  kTokenText,    // the decoded bytes of exactly the state's tokens
-  kVisibleText,  // a visible transcript the state stands for (hidden reasoning not in the text)
-};
 
 class StateStore {
  public:
@@ -53,11 +44,11 @@ class StateStore {
 
   // Saves the session's processed state under `key_text` (all of it is the session's; the store
   // may decline, e.g. a state shorter than its minimum).
-  virtual void save(SaveReason reason, const engine::Session& session, std::string_view key_text,
-                    KeyKind kind) = 0;
+  virtual void save(kvcache::SaveReason reason, const engine::Session& session,
+                    std::string_view key_text, kvcache::KeyKind kind) = 0;
 
   // §14: the request mentions these tool-call ids that the in-memory map lacks; a store that keeps
-  // tool maps adds what it knows to the ToolMemory it was built with.
+  // tool maps adds what it knows to the server's kvcache::ToolIdMap it was built with.
   virtual void recall_tool_ids(const std::vector<std::string>& ids) = 0;
 };
 
@@ -69,7 +60,8 @@ class NullStateStore final : public StateStore {
   }
   std::optional<int64_t> cold_save_point(std::span<const int32_t>) override { return std::nullopt; }
   std::optional<int64_t> continued_save_point(int64_t) override { return std::nullopt; }
-  void save(SaveReason, const engine::Session&, std::string_view, KeyKind) override {}
+  void save(kvcache::SaveReason, const engine::Session&, std::string_view,
+            kvcache::KeyKind) override {}
   void recall_tool_ids(const std::vector<std::string>&) override {}
 };
 

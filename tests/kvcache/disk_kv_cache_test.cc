@@ -365,6 +365,24 @@ TEST_F(DiskCache, CreatesAPrivateDirectoryAndRefusesBadOptions) {
   EXPECT_THROW(DiskKvCache bad(o), KvCacheError);
   o = options(0);
   EXPECT_THROW(DiskKvCache bad(o), KvCacheError);
+  // A directory this process cannot write to (root writes anywhere, so only others can check it).
+  if (::geteuid() != 0) {
+    fs::create_directories(dir_ / "read-only");
+    fs::permissions(dir_ / "read-only", fs::perms::owner_read | fs::perms::owner_exec);
+    o = options();
+    o.dir = dir_ / "read-only";
+    EXPECT_THROW(
+        {
+          try {
+            DiskKvCache bad(o);
+          } catch (const KvCacheError& e) {
+            EXPECT_NE(std::string(e.what()).find("is not writable"), std::string::npos);
+            throw;
+          }
+        },
+        KvCacheError);
+    fs::permissions(dir_ / "read-only", fs::perms::owner_all);
+  }
 
   fs::create_directories(dir_ / "shared");
   fs::permissions(dir_ / "shared", fs::perms::all);

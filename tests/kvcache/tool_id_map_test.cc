@@ -73,8 +73,10 @@ TEST(ToolIdMap, IdLimitForgetsTheLeastRecentlyUsed) {
   map.remember(ids({"b"}), "B");
   map.remember(ids({"c"}), "C");
   ASSERT_EQ(map.find("a"), "A");  // a is now the most recent; b the least
+  EXPECT_TRUE(map.contains("b")) << "contains() is not a use: b stays the least recent";
   map.remember(ids({"d"}), "D");
   EXPECT_EQ(map.size(), 3u);
+  EXPECT_FALSE(map.contains("b"));
   EXPECT_EQ(map.find("b"), std::nullopt);
   EXPECT_EQ(map.find("a"), "A");
   EXPECT_EQ(map.find("c"), "C");

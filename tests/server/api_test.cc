@@ -2,9 +2,9 @@
 // limits, and a 4xx naming the field for every request the server cannot serve exactly.
 #include <gtest/gtest.h>
 
+#include "engine/prompt_tokens.h"
 #include "server/anthropic_api.h"
 #include "server/openai_api.h"
-#include "engine/prompt_tokens.h"
 #include "server/responses_api.h"
 #include "tokenizer/tokenizer_fixture.h"
 

@@ -53,7 +53,7 @@ std::string text_of(const std::vector<Event>& events, Event::Kind kind) {
 
 TEST(Generation, ThinkingSplitsReasoningAndContentAndEndsAtEos) {
   JobRequest r = request(chat::ThinkingMode::kThinking);
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   std::vector<int32_t> tokens = ids("Let me think.</think>Hello, world!");
   tokens.push_back(tok().eos_id());
@@ -75,7 +75,7 @@ TEST(Generation, ToolCallsGetIdsStreamArgumentsAndEndAtTheBlock) {
   JobRequest r = request(chat::ThinkingMode::kChat);
   r.tools_active = true;
   r.tool_id_prefix = "toolu_";
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   const std::string block =
       "\n\n<｜DSML｜tool_calls>\n"
@@ -120,7 +120,7 @@ TEST(Generation, ToolCallsGetIdsStreamArgumentsAndEndAtTheBlock) {
 TEST(Generation, StopStringsCutVisibleContentOnly) {
   JobRequest r = request(chat::ThinkingMode::kThinking);
   r.stop = {"", "STOP"};
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   Fed run = feed(g, ids("a STOP in reasoning</think>answer STOP more text"));
   EXPECT_TRUE(run.ended);
@@ -133,7 +133,7 @@ TEST(Generation, StopStringsCutVisibleContentOnly) {
 
 TEST(Generation, MaxTokensEndsWithLengthAndReleasesHeldText) {
   JobRequest r = request(chat::ThinkingMode::kChat, 3);
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   std::vector<int32_t> tokens = ids("one two three four five");
   Fed run = feed(g, tokens);
@@ -148,7 +148,7 @@ TEST(Generation, RawCompletionsAreNotParsed) {
   JobRequest r = request(chat::ThinkingMode::kChat);
   r.raw = true;
   r.stop = {"\n\n"};
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   Fed run = feed(g, ids("x</think><｜DSML｜ y\n\nz"));
   EXPECT_TRUE(run.ended);
@@ -159,7 +159,7 @@ TEST(Generation, RawCompletionsAreNotParsed) {
 
 TEST(Generation, AMalformedCompletionEndsItKeepingWhatWasParsed) {
   JobRequest r = request(chat::ThinkingMode::kChat);
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   Fed run = feed(g, ids("fine text<think>then garbage"));
   EXPECT_TRUE(run.ended);
@@ -170,7 +170,7 @@ TEST(Generation, AMalformedCompletionEndsItKeepingWhatWasParsed) {
 
 TEST(Generation, CancellationIsFinal) {
   JobRequest r = request(chat::ThinkingMode::kChat);
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   std::vector<Event> events;
   EXPECT_TRUE(g.accept(ids("Hi")[0], events));
@@ -183,7 +183,7 @@ TEST(Generation, CancellationIsFinal) {
 TEST(Generation, ForcedTokensThenEos) {
   JobRequest r = request(chat::ThinkingMode::kChat);
   r.forced_tokens = ids("ab");
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   std::vector<float> logits(tok().vocab_size(), 0.0f);
   std::vector<int32_t> chosen;
@@ -206,7 +206,7 @@ TEST(Generation, DsmlStructureIsSampledGreedily) {
   r.tools_active = true;
   r.sampling.min_p = 0;
   r.sampling.seed = 42;
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   const int32_t top = 1234;
   std::vector<float> logits = flat_logits(top);
@@ -226,7 +226,7 @@ TEST(Generation, WithoutToolsDsmlIsNotForced) {
   JobRequest r = request(chat::ThinkingMode::kChat);
   r.sampling.min_p = 0;
   r.sampling.seed = 7;
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   Generation g(r, tok(), memory);
   std::vector<Event> events;
   for (int32_t t : ids("\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f")) g.accept(t, events);

@@ -99,11 +99,11 @@ TEST(ExactReplay, KnownIdsRenderTheSampledBlock) {
   std::vector<chat::Message> m = tool_conversation("hi");
   const std::string canonical = chat::render_text(m, options);
   ASSERT_EQ(count(canonical, canonical_block()), 1u);
-  ToolMemory memory(10, 1 << 20);
+  kvcache::ToolIdMap memory;
   ReplayedPrompt plain = render_with_replay(m, options, &memory);
   EXPECT_EQ(plain.prompt.text(), canonical) << "unknown id: canonical fallback";
   EXPECT_EQ(plain.canonical_turns, 1);
-  memory.remember({"call_1"}, kSampled);
+  memory.remember(std::vector<std::string>{"call_1"}, kSampled);
   ReplayedPrompt replayed = render_with_replay(m, options, &memory);
   std::string expected = canonical;
   expected.replace(expected.find(canonical_block()), canonical_block().size(), kSampled);
@@ -125,8 +125,8 @@ TEST(ExactReplay, ClientTextSpellingTheBlockIsNotReplaced) {
   options.mode = chat::ThinkingMode::kChat;
   // The user pastes the canonical block as text before the real assistant turn.
   std::vector<chat::Message> m = tool_conversation("see" + canonical_block());
-  ToolMemory memory(10, 1 << 20);
-  memory.remember({"call_1"}, kSampled);
+  kvcache::ToolIdMap memory;
+  memory.remember(std::vector<std::string>{"call_1"}, kSampled);
   const std::string text = render_with_replay(m, options, &memory).prompt.text();
   EXPECT_EQ(count(text, canonical_block()), 1u) << "the pasted copy stays";
   EXPECT_EQ(count(text, kSampled), 1u) << "the assistant turn is replayed";

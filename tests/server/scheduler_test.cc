@@ -15,6 +15,8 @@ namespace magnetar::server {
 namespace {
 
 using namespace std::chrono_literals;
+using kvcache::KeyKind;
+using kvcache::SaveReason;
 
 class SchedulerTest : public ::testing::Test {
  protected:
@@ -99,7 +101,7 @@ double metric(const Metrics& m, const std::string& name) {
 
 TEST_F(SchedulerTest, RunsJobsAndReusesTheLiveSessionOnTheNextTurn) {
   NullStateStore store;
-  ToolMemory tools(100, 1 << 20);
+  kvcache::ToolIdMap tools;
   Metrics metrics;
   Scheduler s(*engine_, {.parallel = 1, .max_queue = 4, .chunk = 16}, store, tools, metrics);
   Json first = {{"messages", {user_turn("Hello, how is the weather today?")}}, {"think", false}};
@@ -140,7 +142,7 @@ TEST_F(SchedulerTest, RunsJobsAndReusesTheLiveSessionOnTheNextTurn) {
 
 TEST_F(SchedulerTest, ThinkingTurnsContinueFromTheVisibleTranscript) {
   NullStateStore store;
-  ToolMemory tools(100, 1 << 20);
+  kvcache::ToolIdMap tools;
   Metrics metrics;
   Scheduler s(*engine_, {.parallel = 2, .max_queue = 4, .chunk = 16}, store, tools, metrics);
   const std::string forced = "The user greets me.</think>Hello!";
@@ -167,7 +169,7 @@ TEST_F(SchedulerTest, ThinkingTurnsContinueFromTheVisibleTranscript) {
 
 TEST_F(SchedulerTest, ToolCallTurnsAreReplayedExactly) {
   NullStateStore store;
-  ToolMemory tools(100, 1 << 20);
+  kvcache::ToolIdMap tools;
   Metrics metrics;
   Scheduler s(*engine_, {.parallel = 1, .max_queue = 4, .chunk = 16}, store, tools, metrics);
   Json tools_json = Json::parse(R"([{"type": "function", "function": {"name": "get_weather",
@@ -210,7 +212,7 @@ TEST_F(SchedulerTest, ToolCallTurnsAreReplayedExactly) {
 
 TEST_F(SchedulerTest, ConcurrentJobsShareStepsAndCancellationFreesTheSession) {
   NullStateStore store;
-  ToolMemory tools(100, 1 << 20);
+  kvcache::ToolIdMap tools;
   Metrics metrics;
   Scheduler s(*engine_, {.parallel = 3, .max_queue = 8, .chunk = 16}, store, tools, metrics);
   std::vector<std::shared_ptr<Job>> jobs;
@@ -253,7 +255,7 @@ TEST_F(SchedulerTest, ConcurrentJobsShareStepsAndCancellationFreesTheSession) {
 
 TEST_F(SchedulerTest, QueueLimitContextAndShutdown) {
   NullStateStore store;
-  ToolMemory tools(100, 1 << 20);
+  kvcache::ToolIdMap tools;
   Metrics metrics;
   auto s = std::make_unique<Scheduler>(*engine_, SchedulerOptions{.parallel = 1, .max_queue = 1},
                                        store, tools, metrics);
@@ -342,7 +344,7 @@ TEST_F(SchedulerTest, StateStoreHooksAtTheSavePoints) {
   RecordingStore store;
   store.cold = 9;
   store.interval = 32;
-  ToolMemory tools(100, 1 << 20);
+  kvcache::ToolIdMap tools;
   Metrics metrics;
   Scheduler s(*engine_, {.parallel = 1, .max_queue = 4, .chunk = 16}, store, tools, metrics);
   const std::string answer =

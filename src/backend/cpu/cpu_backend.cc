@@ -46,6 +46,11 @@ std::unique_ptr<backend::Sequence> CpuBackend::new_sequence() {
   return std::make_unique<CpuSequence>(model_.new_sequence(/*with_mtp=*/false));
 }
 
+std::unique_ptr<backend::Sequence> CpuBackend::new_mtp_sequence() {
+  if (!model_.has_mtp()) throw std::invalid_argument("the model has no MTP block (mtp.0.*)");
+  return std::make_unique<CpuSequence>(model_.new_sequence(/*with_mtp=*/true));
+}
+
 std::unique_ptr<backend::Sequence> CpuBackend::import_state(const SequenceState& state) {
   check_sequence_state(model_.config(), state);
   return std::make_unique<CpuSequence>(state);
@@ -55,8 +60,10 @@ void CpuBackend::forward(std::span<backend::ForwardItem> items) {
   // Every item is checked before any runs, so a bad request leaves all sequences as they were.
   const int64_t vocab = model_.config().n_vocab;
   for (const backend::ForwardItem& item : items) {
-    if (dynamic_cast<CpuSequence*>(item.sequence) == nullptr) {
-      throw std::invalid_argument("forward: a sequence of another backend");
+    auto* sequence = dynamic_cast<CpuSequence*>(item.sequence);
+    if (sequence == nullptr) throw std::invalid_argument("forward: a sequence of another backend");
+    if (item.mtp_logits && !sequence->state.mtp) {
+      throw std::invalid_argument("forward: MTP logits asked of a sequence without MTP state");
     }
     if (item.tokens.empty()) throw std::invalid_argument("forward: an item has no tokens");
     for (int32_t t : item.tokens) {
@@ -72,9 +79,14 @@ void CpuBackend::forward(std::span<backend::ForwardItem> items) {
     cpu_items[i].state = &static_cast<CpuSequence*>(items[i].sequence)->state;
     cpu_items[i].tokens = items[i].tokens;
     cpu_items[i].all_logits = items[i].all_logits;
+    cpu_items[i].mtp_logits = items[i].mtp_logits;
   }
   model_.forward(cpu_items);
-  for (size_t i = 0; i < items.size(); ++i) items[i].logits = std::move(cpu_items[i].logits);
+  for (size_t i = 0; i < items.size(); ++i) {
+    items[i].logits = std::move(cpu_items[i].logits);
+    items[i].mtp = std::move(cpu_items[i].mtp);
+    items[i].mtp_first_position = cpu_items[i].mtp_first_position;
+  }
 }
 
 }  // namespace magnetar::cpu

@@ -17,6 +17,8 @@ class CpuBackend final : public backend::Backend {
   std::string_view name() const override { return "cpu"; }
   const model::ModelConfig& config() const override { return model_.config(); }
   std::unique_ptr<backend::Sequence> new_sequence() override;
+  bool has_mtp() const override { return model_.has_mtp(); }
+  std::unique_ptr<backend::Sequence> new_mtp_sequence() override;
   std::unique_ptr<backend::Sequence> import_state(const SequenceState& state) override;
   void forward(std::span<backend::ForwardItem> items) override;
 

@@ -215,8 +215,10 @@ void attention_chunk_cuda(const AttentionContext& ctx, std::span<const Attention
     a.max_rows = b.max_rows;
     a.out = b.o.data() + item.offset * H * hd;
     sparse_attention_cuda(a, stream);
-    commit_window_cuda(a.chunk_rows, rb, item.first, item.n_tokens, c.sliding_window,
-                       item.state->window.data(), stream);
+    if (ctx.commit) {
+      commit_window_cuda(a.chunk_rows, rb, item.first, item.n_tokens, c.sliding_window,
+                         item.state->window.data(), stream);
+    }
   }
 
   // Grouped low-rank output projection (§6.8): each group's heads through its own rows of wo_a.

@@ -59,6 +59,9 @@ struct AttentionContext {
   const float* rope_freqs = nullptr;  // the block's RoPE table (device)
   uint32_t ratio = 0;
   bool official = true;  // FP8/FP4 simulations of the official model (model.md §3.3–3.5)
+  // False for an MTP draft evaluation: the window rings stay as they were (the CPU's commit).
+  // Only window-only blocks (ratio 0) may be run without committing.
+  bool commit = true;
 };
 
 // x: normalized inputs [N][D] of the batch at `positions` (device, [N]); out: [N][D]. Updates each

@@ -42,7 +42,11 @@ class CudaSequence final : public backend::Sequence {
 }  // namespace
 
 std::unique_ptr<backend::Sequence> CudaBackend::new_sequence() {
-  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout()));
+  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout(), false));
+}
+
+std::unique_ptr<backend::Sequence> CudaBackend::new_mtp_sequence() {
+  return std::make_unique<CudaSequence>(this, DeviceSequenceState(model_.layout(), true));
 }
 
 std::unique_ptr<backend::Sequence> CudaBackend::import_state(const cpu::SequenceState& state) {
@@ -74,6 +78,9 @@ void CudaBackend::forward(std::span<backend::ForwardItem> items) {
                                   " tokens do not fit the context of " + std::to_string(context()) +
                                   " tokens");
     }
+    if (item.mtp_logits && !sequence->state.has_mtp()) {
+      throw std::invalid_argument("forward: MTP logits asked of a sequence without MTP state");
+    }
     for (size_t j = 0; j < i; ++j) {
       if (cuda_items[j].state == &sequence->state) {
         throw std::invalid_argument("forward: a sequence appears twice in one call");
@@ -83,6 +90,9 @@ void CudaBackend::forward(std::span<backend::ForwardItem> items) {
     cuda_items[i].tokens = item.tokens;
     cuda_items[i].all_logits = item.all_logits;
     cuda_items[i].logits = &items[i].logits;
+    cuda_items[i].mtp_logits = item.mtp_logits;
+    cuda_items[i].mtp = &items[i].mtp;
+    cuda_items[i].mtp_first_position = &items[i].mtp_first_position;
   }
   model_.forward(cuda_items);
 }

@@ -23,8 +23,10 @@ class CudaBackend final : public backend::Backend {
   std::string_view name() const override { return "cuda"; }
   const model::ModelConfig& config() const override { return model_.config(); }
   std::unique_ptr<backend::Sequence> new_sequence() override;
-  // Also throws std::invalid_argument for states the CUDA backend cannot hold (MTP state, longer
-  // than the context, rows off the official FP8/FP4 grid): DeviceSequenceState::from_cpu.
+  bool has_mtp() const override { return model_.layout()->has_mtp; }
+  std::unique_ptr<backend::Sequence> new_mtp_sequence() override;
+  // Also throws std::invalid_argument for states the CUDA backend cannot hold (longer than the
+  // context, rows off the official FP8/FP4 grid): DeviceSequenceState::from_cpu.
   std::unique_ptr<backend::Sequence> import_state(const cpu::SequenceState& state) override;
   // Also throws std::invalid_argument when an item would pass the context, before any item runs.
   void forward(std::span<backend::ForwardItem> items) override;

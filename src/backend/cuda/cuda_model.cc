@@ -24,8 +24,10 @@ std::vector<float> frequencies(const cpu::RopeTable& table) {
   return f;
 }
 
-std::shared_ptr<const StateLayout> make_layout(const model::ModelConfig& c, const CudaOptions& o) {
+std::shared_ptr<const StateLayout> make_layout(const model::ModelConfig& c, const CudaOptions& o,
+                                               bool has_mtp) {
   auto layout = std::make_shared<StateLayout>();
+  layout->has_mtp = has_mtp;
   layout->config = c;
   layout->kv = kv_row_codec(static_cast<int32_t>(c.head_dim), static_cast<int32_t>(c.rope_dim),
                             o.official_numerics);
@@ -48,6 +50,24 @@ void check_supported(const model::ModelConfig& c) {
   require(!any_indexer || (id >= c.rope_dim && (id & (id - 1)) == 0),
           "the indexer head dim must be a power of two at least rope_dim");
   require(c.head_dim <= 8192 && id <= 8192, "head dims above 8192");
+}
+
+// The hash routing table comes from the file: an id outside the experts would make the kernels
+// read outside the weights.
+void check_token_experts(const model::BlockWeights& block, const model::ModelConfig& c) {
+  if (block.token_experts == nullptr) return;
+  const size_t n = static_cast<size_t>(c.n_vocab) * c.n_expert_used;
+  for (size_t i = 0; i < n; ++i) {
+    if (block.token_experts[i] < 0 || block.token_experts[i] >= static_cast<int32_t>(c.n_expert)) {
+      throw model::ConfigError("ffn_gate_tid2eid names expert " +
+                               std::to_string(block.token_experts[i]) + ", outside the " +
+                               std::to_string(c.n_expert) + " experts");
+    }
+  }
+}
+
+int64_t argmax(const float* v, int64_t n) {
+  return std::max_element(v, v + n) - v;  // the first maximum, as cpu::CpuModel takes it
 }
 
 // Device memory the weights may take: the option, or the free memory less the reserve.
@@ -73,6 +93,24 @@ UploadOptions placement(const WeightBytes& sizes, size_t budget, bool progress) 
   return upload;
 }
 
+// The matrix-product path of the calling thread for one forward pass: the CPU's order with
+// CudaOptions::reference_order (or when the caller already asked for it), else the fast kernels
+// with the model's tensor-core GEMMs.
+class MatmulScope {
+ public:
+  MatmulScope(bool reference, TensorCoreGemm* tensor_cores)
+      : previous_(reference_order()), tensor_cores_(reference ? nullptr : tensor_cores) {
+    set_reference_order(reference || previous_);
+  }
+  ~MatmulScope() { set_reference_order(previous_); }
+  MatmulScope(const MatmulScope&) = delete;
+  MatmulScope& operator=(const MatmulScope&) = delete;
+
+ private:
+  bool previous_;
+  ScopedTensorCoreGemm tensor_cores_;
+};
+
 }  // namespace
 
 CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
@@ -81,20 +119,8 @@ CudaModel::CudaModel(const gguf::GgufFile& file, const CudaOptions& options)
       host_weights_(model::bind_weights(file, config_)) {
   if (options.context < 0) throw std::invalid_argument("context must not be negative");
   check_supported(config_);
-  for (const model::BlockWeights& layer : host_weights_.layers) {
-    if (layer.token_experts == nullptr) continue;
-    // The hash routing table comes from the file: an id outside the experts would make the
-    // kernels read outside the weights.
-    const size_t n = static_cast<size_t>(config_.n_vocab) * config_.n_expert_used;
-    for (size_t i = 0; i < n; ++i) {
-      if (layer.token_experts[i] < 0 ||
-          layer.token_experts[i] >= static_cast<int32_t>(config_.n_expert)) {
-        throw model::ConfigError("ffn_gate_tid2eid names expert " +
-                                 std::to_string(layer.token_experts[i]) + ", outside the " +
-                                 std::to_string(config_.n_expert) + " experts");
-      }
-    }
-  }
+  for (const model::BlockWeights& layer : host_weights_.layers) check_token_experts(layer, config_);
+  if (host_weights_.mtp) check_token_experts(host_weights_.mtp->block, config_);
   MAGNETAR_CUDA_CHECK(cudaSetDevice(options.device));
 
   const WeightBytes sizes = weight_bytes(host_weights_, config_);
@@ -131,7 +157,7 @@ CudaModel::CudaModel(const model::ModelConfig& config, const SyntheticSpec& spec
 }
 
 void CudaModel::init_runtime() {
-  layout_ = make_layout(config_, options_);
+  layout_ = make_layout(config_, options_, weights_.mtp.has_value());
   const cpu::RopeTable window(static_cast<int>(config_.rope_dim), config_.rope_base, std::nullopt);
   const cpu::RopeTable compressed(static_cast<int>(config_.rope_dim), config_.compress_rope_base,
                                   cpu::YarnParams{config_.rope_scale_factor, config_.rope_orig_ctx,
@@ -141,6 +167,7 @@ void CudaModel::init_runtime() {
   // A blocking stream: it orders itself after the synchronous copies of DeviceArray (legacy default
   // stream), which fill weights, states and batch inputs.
   MAGNETAR_CUDA_CHECK(cudaStreamCreate(&stream_));
+  if (!options_.reference_order) tensor_cores_ = std::make_unique<TensorCoreGemm>();
 }
 
 CudaModel::~CudaModel() {
@@ -150,18 +177,20 @@ CudaModel::~CudaModel() {
   }
 }
 
-void CudaModel::run_block(int l, std::span<const AttentionItem> items, int64_t n) {
+void CudaModel::run_block(const DeviceBlock& w, uint32_t ratio, float swiglu_clamp, int layer,
+                          bool commit, std::span<const AttentionItem> items, int64_t n) {
   const model::ModelConfig& c = config_;
-  const DeviceBlock& w = weights_.layers[l];
   const int64_t D = c.n_embd;
-  const uint32_t ratio = c.ratio(l);
   const HcMixDevice mix{post_.data(), comb_.data()};
 
   hc_pre_cuda(c, w.hc_attn, X_.data(), n, y_.data(), mix, mixer_.data(), stream_);
   rms_norm_rows_cuda(y_.data(), w.attn_norm, y_.data(), n, D, c.rms_eps, stream_);
-  const AttentionContext actx{*layout_, w,
-                              ratio == 0 ? rope_window_.data() : rope_compressed_.data(), ratio,
-                              options_.official_numerics};
+  const AttentionContext actx{*layout_,
+                              w,
+                              ratio == 0 ? rope_window_.data() : rope_compressed_.data(),
+                              ratio,
+                              options_.official_numerics,
+                              commit};
   attention_chunk_cuda(actx, items, positions_.data(), y_.data(), n, f_.data(), attention_,
                        stream_);
   hc_post_cuda(c, mix, f_.data(), X_.data(), n, X_next_.data(), stream_);
@@ -169,7 +198,8 @@ void CudaModel::run_block(int l, std::span<const AttentionItem> items, int64_t n
 
   hc_pre_cuda(c, w.hc_ffn, X_.data(), n, y_.data(), mix, mixer_.data(), stream_);
   rms_norm_rows_cuda(y_.data(), w.ffn_norm, y_.data(), n, D, c.rms_eps, stream_);
-  const MoeContext mctx{c, w, c.swiglu_clamp[l], options_.official_numerics, l, cache_.get()};
+  const MoeContext mctx{
+      c, w, swiglu_clamp, options_.official_numerics, layer, layer >= 0 ? cache_.get() : nullptr};
   moe_chunk_cuda(mctx, tokens_.data(), y_.data(), n, f_.data(), moe_, stream_);
   hc_post_cuda(c, mix, f_.data(), X_.data(), n, X_next_.data(), stream_);
   std::swap(X_, X_next_);
@@ -179,6 +209,7 @@ void CudaModel::forward(std::span<Item> items) {
   const model::ModelConfig& c = config_;
   const int64_t D = c.n_embd, hc = c.hc_count, V = c.n_vocab, W = c.sliding_window;
   MAGNETAR_CUDA_CHECK(cudaSetDevice(options_.device));
+  const MatmulScope matmul(options_.reference_order, tensor_cores_.get());
 
   // The batch on the host: tokens, positions, the rows whose logits are wanted, and the sizes the
   // scratch buffers need.
@@ -239,7 +270,8 @@ void CudaModel::forward(std::span<Item> items) {
   }
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     for (size_t i = 0; i < items.size(); ++i) layer_items[i].state = &items[i].state->layer(l);
-    run_block(static_cast<int>(l), layer_items, n);
+    run_block(weights_.layers[l], c.ratio(l), c.swiglu_clamp[l], static_cast<int>(l),
+              /*commit=*/true, layer_items, n);
   }
 
   // hc_head → norm → LM head for the rows whose logits are wanted (§8).
@@ -255,13 +287,124 @@ void CudaModel::forward(std::span<Item> items) {
   MAGNETAR_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
   int64_t row = 0;
+  std::vector<int64_t> last_rows;
   for (Item& item : items) {
     const int64_t T = static_cast<int64_t>(item.tokens.size());
     const int64_t rows = item.all_logits ? T : 1;
     item.logits->assign(logits.begin() + row * V, logits.begin() + (row + rows) * V);
     row += rows;
-    item.state->advance(T);
+    last_rows.push_back(row - 1);
   }
+  forward_mtp(items, logits, last_rows);
+  for (Item& item : items) item.state->advance(static_cast<int64_t>(item.tokens.size()));
+}
+
+void CudaModel::forward_mtp(std::span<Item> items, std::span<const float> main_logits,
+                            std::span<const int64_t> last_rows) {
+  const model::ModelConfig& c = config_;
+  const int64_t width = c.hc_count * c.n_embd, V = c.n_vocab;
+
+  // The main model's final states leave X_ before the MTP block reuses it: per item, its pending
+  // state (the previous call's last position) and then the states of this call's positions.
+  std::vector<int64_t> base(items.size(), -1);
+  int64_t total = 0, offset = 0, most = 1;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const int64_t T = static_cast<int64_t>(items[i].tokens.size());
+    if (items[i].state->has_mtp()) {
+      base[i] = total;
+      total += (items[i].state->has_mtp_pending() ? 1 : 0) + T;
+      most = std::max(most, T);
+    }
+  }
+  if (total == 0) return;
+  ensure_size(mtp_hs_, static_cast<size_t>(total * width));
+  ensure_size(head_y_, static_cast<size_t>(most * c.n_embd));
+  ensure_size(logits_, static_cast<size_t>(most * V));
+  for (size_t i = 0; i < items.size(); ++i) {
+    const int64_t T = static_cast<int64_t>(items[i].tokens.size());
+    if (base[i] >= 0) {
+      DeviceSequenceState& s = *items[i].state;
+      float* dst = mtp_hs_.data() + base[i] * width;
+      const size_t row_bytes = static_cast<size_t>(width) * sizeof(float);
+      if (s.has_mtp_pending()) {
+        MAGNETAR_CUDA_CHECK(
+            cudaMemcpyAsync(dst, s.mtp_pending(), row_bytes, cudaMemcpyDeviceToDevice, stream_));
+        dst += width;
+      }
+      MAGNETAR_CUDA_CHECK(cudaMemcpyAsync(dst, X_.data() + offset * width, T * row_bytes,
+                                          cudaMemcpyDeviceToDevice, stream_));
+    }
+    offset += T;
+  }
+
+  // As cpu::CpuModel: the block at position p needs the token of p + 1, so a call completes the
+  // previous call's last position and its own positions but the last, which gets a draft
+  // evaluation with the argmax token and stays pending until its real successor arrives.
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (base[i] < 0) continue;
+    Item& item = items[i];
+    DeviceSequenceState& s = *item.state;
+    const int64_t T = static_cast<int64_t>(item.tokens.size());
+    const int64_t pending = s.has_mtp_pending() ? 1 : 0, first = s.position() - pending;
+    const int64_t n_commit = pending + T - 1;
+    const float* hs = mtp_hs_.data() + base[i] * width;
+    std::vector<float> out(static_cast<size_t>((n_commit + 1) * V));
+    if (n_commit > 0) {
+      run_mtp(s, hs, item.tokens.subspan(static_cast<size_t>(1 - pending)).first(n_commit), first,
+              /*commit=*/true, out.data());
+    }
+    const int32_t draft = static_cast<int32_t>(argmax(main_logits.data() + last_rows[i] * V, V));
+    run_mtp(s, hs + n_commit * width, std::span<const int32_t>(&draft, 1), first + n_commit,
+            /*commit=*/false, out.data() + n_commit * V);
+    MAGNETAR_CUDA_CHECK(cudaMemcpy(s.mtp_pending(), hs + n_commit * width,
+                                   static_cast<size_t>(width) * sizeof(float),
+                                   cudaMemcpyDeviceToDevice));
+    s.set_mtp_pending();
+    if (item.mtp_logits) {
+      *item.mtp = std::move(out);
+      *item.mtp_first_position = first;
+    }
+  }
+}
+
+void CudaModel::run_mtp(DeviceSequenceState& state, const float* Hs,
+                        std::span<const int32_t> next_tokens, int64_t first, bool commit,
+                        float* logits) {
+  const model::ModelConfig& c = config_;
+  const DeviceMtp& m = *weights_.mtp;
+  const int64_t D = c.n_embd, hc = c.hc_count, V = c.n_vocab;
+  const int64_t n = static_cast<int64_t>(next_tokens.size());
+  std::vector<int32_t> positions(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(first + i);
+  tokens_.upload(next_tokens);
+  positions_.upload(positions);
+
+  // X0[h] = e_proj(norm(embed(τ'))) + h_proj(norm(Hs[h])) (model.md §9.1), in the CPU's order.
+  float* e = y_.data();
+  float* hn = X_next_.data();
+  embed_tokens_cuda(weights_.token_embd, tokens_.data(), n, 1, e, stream_);
+  rms_norm_rows_cuda(e, m.enorm, e, n, D, c.rms_eps, stream_);
+  rms_norm_rows_cuda(Hs, m.hnorm, hn, n * hc, D, c.rms_eps, stream_);
+  if (options_.official_numerics) {
+    act_quant_fp8_cuda(e, n, D, e, stream_);
+    act_quant_fp8_cuda(hn, n * hc, D, hn, stream_);
+  }
+  linear_cuda(m.e_proj, e, n, f_.data(), stream_);
+  linear_cuda(m.h_proj, hn, n * hc, X_.data(), stream_);
+  add_to_streams_cuda(f_.data(), n, static_cast<int>(hc), D, X_.data(), stream_);
+
+  const AttentionItem item{&state.mtp_layer(), first, n, 0};
+  const float clamp = c.swiglu_clamp.empty() ? 10.0f : c.swiglu_clamp.back();
+  run_block(m.block, 0, clamp, /*layer=*/-1, commit, std::span<const AttentionItem>(&item, 1), n);
+
+  hc_head_cuda(c, m.hc_head_fn, m.hc_head_scale, m.hc_head_base, X_.data(), n, head_y_.data(),
+               mixer_.data(), stream_);
+  rms_norm_rows_cuda(head_y_.data(), m.norm, head_y_.data(), n, D, c.rms_eps, stream_);
+  linear_cuda(weights_.output, head_y_.data(), n, logits_.data(), stream_);
+  MAGNETAR_CUDA_CHECK(cudaMemcpyAsync(logits, logits_.data(),
+                                      static_cast<size_t>(n * V) * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+  MAGNETAR_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 }  // namespace magnetar::gpu

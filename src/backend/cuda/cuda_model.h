@@ -6,7 +6,11 @@
 // experts), and sequence by sequence where it reads a sequence's state (compressors, indexer,
 // attention). Every kernel keeps the CPU reference's operation order, and its matrix products are
 // bit-identical to the CPU's, so the GPU stays within a few float32 roundings of the reference and
-// a chunk gives the same bits however it is split or batched. The MTP block is not run.
+// a chunk gives the same bits however it is split or batched.
+//
+// Sequences created with MTP state also run the MTP block after the main pass, exactly as
+// cpu::CpuModel does: the positions whose next token is now known are committed to the block's
+// window, and the last position gets a draft evaluation with the argmax of its main logits.
 //
 // Kernels are enqueued on one stream; forward() returns after the logits have been copied back.
 #pragma once
@@ -23,6 +27,7 @@
 #include "backend/cuda/device_array.h"
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/expert_cache.h"
+#include "backend/cuda/gemm_tc.cuh"
 #include "backend/cuda/moe.cuh"
 #include "backend/cuda/synthetic_weights.h"
 #include "gguf/gguf_reader.h"
@@ -40,6 +45,10 @@ struct CudaOptions {
   // and are served by an expert cache (expert_cache.h).
   size_t gpu_mem = 0;
   bool progress = true;  // the weight upload's progress line on stderr
+  // Every matrix product in the CPU reference's summation order: bit-identical products, slow.
+  // Otherwise (the default) few tokens take the fast GEMV (gemv.cuh) and many tokens tensor cores
+  // (gemm_tc.cuh), within the error bounds their headers give.
+  bool reference_order = false;
 };
 
 class CudaModel {
@@ -67,11 +76,26 @@ class CudaModel {
                                       // the caller, as is the context)
     bool all_logits = false;
     std::vector<float>* logits = nullptr;  // output: [n][vocab], n = tokens.size() or 1
+    // With MTP state: the MTP logits and their first position (backend::ForwardItem::mtp) are
+    // written when mtp_logits is set; the MTP state advances either way.
+    bool mtp_logits = false;
+    std::vector<float>* mtp = nullptr;
+    int64_t* mtp_first_position = nullptr;
   };
   void forward(std::span<Item> items);
 
  private:
-  void run_block(int layer, std::span<const AttentionItem> items, int64_t n);
+  // One block over the batch's X_. `layer` indexes the expert cache (-1: all experts resident);
+  // commit = false leaves the window rings as they were (an MTP draft).
+  void run_block(const DeviceBlock& w, uint32_t ratio, float swiglu_clamp, int layer, bool commit,
+                 std::span<const AttentionItem> items, int64_t n);
+  // The MTP block over n positions from `first` of `state`: Hs ([n][hc][D], device) are the main
+  // model's final states there and next_tokens their successors; writes n rows of logits.
+  void run_mtp(DeviceSequenceState& state, const float* Hs, std::span<const int32_t> next_tokens,
+               int64_t first, bool commit, float* logits);
+  // The MTP work of every item with MTP state, after the main pass left its states in X_.
+  void forward_mtp(std::span<Item> items, std::span<const float> main_logits,
+                   std::span<const int64_t> logit_rows);
   // The state layout, RoPE tables and stream, once the weights are in place.
   void init_runtime();
 
@@ -89,8 +113,10 @@ class CudaModel {
   DeviceArray<int32_t> tokens_, positions_, head_rows_;
   DeviceArray<float> X_, X_next_, y_, f_, post_, comb_, mixer_;
   DeviceArray<float> head_X_, head_y_, logits_;
+  DeviceArray<float> mtp_hs_;  // the main model's final states the MTP block reads
   AttentionBuffers attention_;
   MoeBuffers moe_;
+  std::unique_ptr<TensorCoreGemm> tensor_cores_;  // null with reference_order
 };
 
 }  // namespace magnetar::gpu

@@ -128,28 +128,46 @@ int64_t count_from(int64_t begin, int64_t end, int64_t threshold) {
 
 }  // namespace
 
-DeviceSequenceState::DeviceSequenceState(std::shared_ptr<const StateLayout> layout)
+DeviceSequenceState::DeviceSequenceState(std::shared_ptr<const StateLayout> layout, bool mtp)
     : layout_(std::move(layout)) {
   const model::ModelConfig& c = layout_->config;
   for (uint32_t l = 0; l < c.n_layer; ++l) layers_.push_back(make_layer(*layout_, c.ratio(l)));
   counters_.rows_emitted.assign(c.n_layer, 0);
+  if (mtp) {
+    if (!layout_->has_mtp) throw std::invalid_argument("the model has no MTP block (mtp.0.*)");
+    mtp_ = make_layer(*layout_, 0);
+    mtp_pending_ = DeviceArray<float>(static_cast<size_t>(c.hc_count) * c.n_embd);
+  }
 }
 
 DeviceSequenceState DeviceSequenceState::from_cpu(std::shared_ptr<const StateLayout> layout,
                                                   const cpu::SequenceState& s) {
   const model::ModelConfig& c = layout->config;
   cpu::check_sequence_state(c, s);
-  if (s.mtp || !s.mtp_pending_hidden.empty()) {
+  if ((s.mtp || !s.mtp_pending_hidden.empty()) && !layout->has_mtp) {
     throw std::invalid_argument(
-        "sequence state does not fit the CUDA backend: it holds MTP state, and the CUDA backend "
-        "does not run the MTP block");
+        "sequence state does not fit the model: it holds MTP state, and the model has no MTP "
+        "block");
+  }
+  const size_t hidden = static_cast<size_t>(c.hc_count) * c.n_embd;
+  if (!s.mtp_pending_hidden.empty() && (!s.mtp || s.mtp_pending_hidden.size() != hidden)) {
+    throw std::invalid_argument("sequence state: the MTP pending state has " +
+                                std::to_string(s.mtp_pending_hidden.size()) + " values, not " +
+                                std::to_string(hidden));
   }
   if (s.position > layout->context) {
     throw std::invalid_argument("sequence state of " + std::to_string(s.position) +
                                 " tokens does not fit the context of " +
                                 std::to_string(layout->context) + " tokens");
   }
-  DeviceSequenceState d(layout);
+  DeviceSequenceState d(layout, s.mtp.has_value());
+  if (s.mtp) {
+    d.mtp_->window.upload(encode_rows(layout->kv, s.mtp->window, "MTP window"));
+    if (!s.mtp_pending_hidden.empty()) {
+      d.mtp_pending_.upload(s.mtp_pending_hidden);
+      d.mtp_pending_set_ = true;
+    }
+  }
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     const cpu::LayerState& src = s.layers[l];
     DeviceLayerState& dst = d.layers_[l];
@@ -185,6 +203,10 @@ cpu::SequenceState DeviceSequenceState::to_cpu() const {
       export_compressor(*src.indexer, layout_->indexer, position_, dst.indexer.emplace());
     }
   }
+  if (mtp_) {
+    s.mtp.emplace().window = decode_rows(layout_->kv, mtp_->window.download(), c.sliding_window);
+    if (mtp_pending_set_) s.mtp_pending_hidden = mtp_pending_.download();
+  }
   return s;
 }
 
@@ -193,6 +215,11 @@ DeviceSequenceState DeviceSequenceState::clone() const {
   d.layout_ = layout_;
   d.position_ = position_;
   d.counters_ = counters_;
+  if (mtp_) {
+    d.mtp_.emplace().window = mtp_->window.clone();
+    d.mtp_pending_ = mtp_pending_.clone();
+    d.mtp_pending_set_ = mtp_pending_set_;
+  }
   for (const DeviceLayerState& src : layers_) {
     DeviceLayerState& dst = d.layers_.emplace_back();
     dst.window = src.window.clone();

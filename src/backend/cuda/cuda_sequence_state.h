@@ -9,6 +9,10 @@
 // writes block b into buffer b % 2: that is the CPU's "current" / "previous" pair without its swap,
 // so the current block of position p is buffer (p / 4) % 2 and the previous one the other.
 //
+// A sequence created for the MTP block (model.md §9) also keeps that block's window ring and the
+// final HC state of its last position, which waits for the next token (cpu::SequenceState's
+// mtp_pending_hidden), as float32 in device memory.
+//
 // Compressed-row storage grows with the sequence (doubling) up to the context the backend was
 // given, so a sequence holds only what its tokens need. Event counters and the position are kept
 // on the host: they follow from the positions processed.
@@ -32,9 +36,10 @@ namespace magnetar::gpu {
 // The shapes of a sequence's state for one model and backend.
 struct StateLayout {
   model::ModelConfig config;
-  RowCodec kv;          // attention KV rows (window and compressed)
-  RowCodec indexer;     // indexer key rows
-  int64_t context = 0;  // the most tokens a sequence may hold
+  RowCodec kv;           // attention KV rows (window and compressed)
+  RowCodec indexer;      // indexer key rows
+  int64_t context = 0;   // the most tokens a sequence may hold
+  bool has_mtp = false;  // the model has the MTP block
 };
 
 struct DeviceCompressorState {
@@ -57,13 +62,13 @@ struct DeviceLayerState {
 
 class DeviceSequenceState {
  public:
-  // A fresh sequence (position 0).
-  explicit DeviceSequenceState(std::shared_ptr<const StateLayout> layout);
+  // A fresh sequence (position 0); with `mtp` (the layout must have it) it keeps MTP state.
+  DeviceSequenceState(std::shared_ptr<const StateLayout> layout, bool mtp);
 
   // The device copy of `state`. Throws std::invalid_argument when its shapes do not fit the model
-  // (cpu::check_sequence_state), when it holds MTP state (the CUDA backend does not run the MTP
-  // block), when it is longer than the context, or when a row is not on the grid of the compact
-  // format (a state computed with plain numerics given to a backend with official numerics).
+  // (cpu::check_sequence_state), when it holds MTP state and the model has no MTP block, when it
+  // is longer than the context, or when a row is not on the grid of the compact format (a state
+  // computed with plain numerics given to a backend with official numerics).
   static DeviceSequenceState from_cpu(std::shared_ptr<const StateLayout> layout,
                                       const cpu::SequenceState& state);
   cpu::SequenceState to_cpu() const;
@@ -73,6 +78,13 @@ class DeviceSequenceState {
   int64_t position() const { return position_; }
   DeviceLayerState& layer(size_t l) { return layers_[l]; }
   const DeviceLayerState& layer(size_t l) const { return layers_[l]; }
+
+  bool has_mtp() const { return mtp_.has_value(); }
+  DeviceLayerState& mtp_layer() { return *mtp_; }
+  // The MTP block's pending final state ([hc][D] floats), valid when has_mtp_pending().
+  float* mtp_pending() { return mtp_pending_.data(); }
+  bool has_mtp_pending() const { return mtp_pending_set_; }
+  void set_mtp_pending() { mtp_pending_set_ = true; }
 
   // Makes room for the compressed rows of every position before `end`. Keeps the rows.
   void reserve(int64_t end);
@@ -85,6 +97,9 @@ class DeviceSequenceState {
   std::shared_ptr<const StateLayout> layout_;
   int64_t position_ = 0;
   std::vector<DeviceLayerState> layers_;
+  std::optional<DeviceLayerState> mtp_;
+  DeviceArray<float> mtp_pending_;  // [hc][D] when mtp_
+  bool mtp_pending_set_ = false;
   cpu::ForwardCounters counters_;
 };
 

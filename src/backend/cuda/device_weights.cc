@@ -146,6 +146,20 @@ DeviceBlock upload_block(Uploader& up, const model::BlockWeights& w, const model
   return b;
 }
 
+DeviceMtp upload_mtp(Uploader& up, const model::MtpWeights& w, const model::ModelConfig& c) {
+  DeviceMtp m;
+  m.e_proj = up.matrix(w.e_proj);
+  m.h_proj = up.matrix(w.h_proj);
+  m.enorm = up.floats(w.enorm);
+  m.hnorm = up.floats(w.hnorm);
+  m.norm = up.floats(w.norm);
+  m.hc_head_base = up.floats(w.hc_head_base);
+  m.hc_head_scale = up.floats(w.hc_head_scale);
+  m.hc_head_fn = up.matrix(w.hc_head_fn);
+  m.block = upload_block(up, w.block, c, /*experts_on_host=*/false);
+  return m;
+}
+
 size_t floats_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
 
 size_t block_bytes(const model::BlockWeights& w, const model::ModelConfig& c, size_t* experts) {
@@ -187,6 +201,16 @@ WeightBytes weight_bytes(const model::ModelWeights& w, const model::ModelConfig&
             matrix_bytes(w.output_hc_fn) + matrix_bytes(w.output);
   for (const model::BlockWeights& layer : w.layers)
     b.total += block_bytes(layer, c, &b.routed_experts);
+  if (w.mtp) {
+    const model::MtpWeights& m = *w.mtp;
+    size_t resident_experts = 0;  // the MTP block's experts never leave device memory
+    b.total += block_bytes(m.block, c, &resident_experts) + matrix_bytes(m.e_proj) +
+               matrix_bytes(m.h_proj) + matrix_bytes(m.hc_head_fn);
+    for (const std::vector<float>* v :
+         {&m.enorm, &m.hnorm, &m.norm, &m.hc_head_base, &m.hc_head_scale}) {
+      b.total += floats_bytes(*v);
+    }
+  }
   return b;
 }
 
@@ -206,6 +230,7 @@ DeviceModelWeights upload_weights(const model::ModelWeights& w, const model::Mod
   for (const model::BlockWeights& layer : w.layers) {
     d.layers.push_back(upload_block(up, layer, c, options.experts_on_host));
   }
+  if (w.mtp) d.mtp = upload_mtp(up, *w.mtp, c);
   return d;
 }
 

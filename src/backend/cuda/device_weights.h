@@ -87,6 +87,20 @@ struct DeviceBlock {
   std::optional<DeviceIndexer> indexer;        // ratio == 4
 };
 
+// The MTP block (model.md §9): projections of the next token's embedding and of the main model's
+// final state, a window-only block and its own HC head. It shares the token embedding and the LM
+// head with the main model.
+struct DeviceMtp {
+  DeviceMatrix e_proj, h_proj;
+  const float* enorm = nullptr;
+  const float* hnorm = nullptr;
+  const float* norm = nullptr;
+  const float* hc_head_base = nullptr;
+  const float* hc_head_scale = nullptr;
+  DeviceMatrix hc_head_fn;
+  DeviceBlock block;
+};
+
 struct DeviceModelWeights {
   DeviceMatrix token_embd;
   const float* output_hc_base = nullptr;
@@ -94,6 +108,7 @@ struct DeviceModelWeights {
   const float* output_norm = nullptr;
   DeviceMatrix output_hc_fn, output;
   std::vector<DeviceBlock> layers;
+  std::optional<DeviceMtp> mtp;  // when the file has the MTP block
 
   // The device memory behind the pointers above.
   std::vector<DeviceArray<uint8_t>> storage;
@@ -110,12 +125,14 @@ struct UploadOptions {
   bool adopt_device_matrices = false;
 };
 
-// Uploads the weights of `host` (bound to a file that outlives the result). The MTP block is not
-// uploaded: the CUDA backend does not run it. Throws std::runtime_error on a CUDA failure.
+// Uploads the weights of `host` (bound to a file that outlives the result), the MTP block included
+// when present (its routed experts always go to device memory: one block's worth). Throws
+// std::runtime_error on a CUDA failure.
 DeviceModelWeights upload_weights(const model::ModelWeights& host, const model::ModelConfig& config,
                                   const UploadOptions& options);
 
-// Bytes upload_weights would put in device memory: everything, and the routed experts alone.
+// Bytes upload_weights would put in device memory: everything, and the main layers' routed
+// experts alone (what may stay in host memory).
 struct WeightBytes {
   size_t total = 0;
   size_t routed_experts = 0;

@@ -25,6 +25,15 @@ __global__ void embed_kernel(const uint8_t* table, int64_t row_bytes, int64_t di
   }
 }
 
+__global__ void add_to_streams_kernel(const float* v, int streams, int64_t dim, float* X) {
+  const int64_t t = blockIdx.x;
+  const float* vt = v + t * dim;
+  float* xt = X + t * streams * dim;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+    for (int h = 0; h < streams; ++h) xt[h * dim + d] += vt[d];
+  }
+}
+
 __global__ void gather_kernel(const float* src, const int32_t* rows, int64_t width, float* dst) {
   const float* s = src + static_cast<int64_t>(rows[blockIdx.x]) * width;
   float* d = dst + static_cast<int64_t>(blockIdx.x) * width;
@@ -47,6 +56,14 @@ void embed_tokens_cuda(const DeviceMatrix& table, const int32_t* tokens, int64_t
                                 std::string(quant::type_name(table.type)) +
                                 ", which has no GPU decoder");
   }
+  MAGNETAR_CUDA_CHECK(cudaGetLastError());
+}
+
+void add_to_streams_cuda(const float* v, int64_t n_tokens, int streams, int64_t dim, float* X,
+                         cudaStream_t stream) {
+  if (n_tokens <= 0) return;
+  add_to_streams_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(v, streams, dim,
+                                                                                  X);
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 

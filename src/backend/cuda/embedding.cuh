@@ -15,6 +15,11 @@ namespace magnetar::gpu {
 void embed_tokens_cuda(const DeviceMatrix& table, const int32_t* tokens, int64_t n_tokens,
                        int streams, float* X, cudaStream_t stream);
 
+// X[t][h] += v[t] for every one of the `streams` HC streams, X being [n_tokens][streams][dim] and
+// v [n_tokens][dim] (the MTP block's input, model.md §9.1).
+void add_to_streams_cuda(const float* v, int64_t n_tokens, int streams, int64_t dim, float* X,
+                         cudaStream_t stream);
+
 // dst[i] = src[rows[i]] for i < n_rows, rows of `width` floats.
 void gather_rows_cuda(const float* src, const int32_t* rows, int64_t n_rows, int64_t width,
                       float* dst, cudaStream_t stream);

@@ -2,16 +2,21 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm_tc.cuh"
+#include "backend/cuda/gemv.cuh"
 #include "backend/cuda/linear.cuh"
 #include "backend/cuda/numerics.cuh"
 #include "backend/cuda/weight_decode.cuh"
 
 namespace magnetar::gpu {
 namespace {
+
+thread_local bool use_reference_order = false;
 
 constexpr int kRows = 64;   // output rows per thread block
 constexpr int kChains = 4;  // partial sums per output (the CPU's k mod 4), one thread each
@@ -126,10 +131,26 @@ Iq2xxsTables tables_for(quant::GgmlType type) {
 
 }  // namespace
 
+void set_reference_order(bool on) { use_reference_order = on; }
+bool reference_order() { return use_reference_order; }
+
+// The dispatch point: the fast GEMV unless the CPU's order is asked for or the operand does not
+// suit it. The GEMV serves every token count (it reads the weights once per 8 tokens, as the
+// tiled kernel below does), so that decode, chunked prefill and batches keep agreeing to the bit.
 void linear_cuda(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_t n_tokens,
                  float* y, int64_t y_stride, cudaStream_t stream) {
   check_shape(w, "linear_cuda");
   if (n_tokens <= 0 || w.rows == 0) return;
+  // Many tokens go to tensor cores when this thread installed that path (gemm_tc.cuh).
+  if (TensorCoreGemm* tc = current_tensor_core_gemm();
+      tc != nullptr && !reference_order() && n_tokens >= tc->options().min_tokens) {
+    tc->linear(w, x, x_stride, n_tokens, y, y_stride, stream);
+    return;
+  }
+  if (!reference_order() && gemv_supports(w, x, x_stride)) {
+    gemv_cuda(w, x, x_stride, n_tokens, y, y_stride, stream);
+    return;
+  }
   LinearParams p{};
   p.w = w.data;
   p.rows = w.rows;
@@ -153,6 +174,10 @@ void linear_experts_cuda(const DeviceExperts& w, const int32_t* expert, int64_t 
                          const float* x, int64_t x_divisor, float* y, cudaStream_t stream) {
   check_shape(w.shape, "linear_experts_cuda");
   if (n_pairs <= 0) return;
+  if (!reference_order() && gemv_supports(w.shape, x, w.shape.cols)) {
+    gemv_experts_cuda(w, expert, n_pairs, x, x_divisor, y, stream);
+    return;
+  }
   LinearParams p{};
   p.expert_ptr = w.table;
   p.expert = expert;

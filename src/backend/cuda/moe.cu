@@ -5,9 +5,12 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/expert_cache.h"
+#include "backend/cuda/expert_groups.cuh"
+#include "backend/cuda/gemm_tc.cuh"
 #include "backend/cuda/linear.cuh"
 #include "backend/cuda/moe.cuh"
 #include "backend/cuda/numerics_device.cuh"
+#include "backend/cuda/swiglu_device.cuh"
 
 namespace magnetar::gpu {
 namespace {
@@ -17,8 +20,6 @@ constexpr int kMaxUsed = 16;  // n_expert_used: 6 in V4
 
 // sqrt(softplus(z)), with PyTorch's softplus threshold (z above 20 is returned as is).
 __device__ float sqrt_softplus(float z) { return sqrtf(z > 20.0f ? z : log1p_f32(exp_f32(z))); }
-
-__device__ float silu(float z) { return z / (1.0f + exp_f32(-z)); }
 
 __global__ void router_scores_kernel(const float* logits, float* scores, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -58,23 +59,22 @@ __global__ void route_kernel(const float* scores, const float* bias, const int32
   for (int k = 0; k < n_used; ++k) weights[t * n_used + k] = s[chosen[k]] / sum * route_scale;
 }
 
-// cpu run_expert's activation: gate clamped from above, up clamped both ways, silu(gate) · up,
-// times the route weight of the row (when given).
+// cpu run_expert's activation (swiglu_device.cuh), times the route weight of the row (when given).
 __global__ void swiglu_kernel(float* gate, const float* up, const float* row_weight, int64_t n_rows,
                               int64_t width, float limit) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_rows * width) return;
-  const float g = fminf(gate[i], limit);
-  const float u = fminf(fmaxf(up[i], -limit), limit);
-  float v = silu(g) * u;
+  float v = swiglu(gate[i], up[i], limit);
   if (row_weight != nullptr) v = v * row_weight[i / width];
   gate[i] = v;
 }
 
 // out[t] = Σ over the token's experts by increasing id (equal ids by slot) of their outputs, then
-// the shared expert's, from 0 (cpu moe_chunk's accumulation order).
-__global__ void combine_kernel(const int32_t* experts, const float* routed, const float* shared,
-                               int n_used, int64_t dim, float* out) {
+// the shared expert's, from 0 (cpu moe_chunk's accumulation order). Pair p's output is row
+// row_of_pair[p] of `routed` (row p when row_of_pair is null), rows `dim` floats apart.
+__global__ void combine_kernel(const int32_t* experts, const float* routed,
+                               const int32_t* row_of_pair, const float* shared, int n_used,
+                               int64_t dim, float* out) {
   const int64_t t = blockIdx.x;
   int order[kMaxUsed];
   for (int k = 0; k < n_used; ++k) {
@@ -85,9 +85,14 @@ __global__ void combine_kernel(const int32_t* experts, const float* routed, cons
     }
     order[j] = k;
   }
+  int64_t rows[kMaxUsed];
+  for (int k = 0; k < n_used; ++k) {
+    const int64_t p = t * n_used + order[k];
+    rows[k] = row_of_pair != nullptr ? row_of_pair[p] : p;
+  }
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
     float sum = 0.0f;
-    for (int k = 0; k < n_used; ++k) sum += routed[(t * n_used + order[k]) * dim + d];
+    for (int k = 0; k < n_used; ++k) sum += routed[rows[k] * dim + d];
     sum += shared[t * dim + d];
     out[t * dim + d] = sum;
   }
@@ -142,15 +147,28 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
     act_quant_fp8_cuda(x, T, D, b.xq.data(), stream);
     xq = b.xq.data();
   }
-  // Routed experts, one (token, slot) pair per row.
-  linear_experts_cuda(w.gate_exps, b.experts.data(), T * K, xq, K, b.gate.data(), stream);
-  linear_experts_cuda(w.up_exps, b.experts.data(), T * K, xq, K, b.up.data(), stream);
-  swiglu_kernel<<<blocks_for(T * K * F), kThreads, 0, stream>>>(
-      b.gate.data(), b.up.data(), b.weights.data(), T * K, F, ctx.swiglu_clamp);
-  check_launch();
-  if (ctx.official) act_quant_fp8_cuda(b.gate.data(), T * K, F, b.gate.data(), stream);
-  linear_experts_cuda(w.down_exps, b.experts.data(), T * K, b.gate.data(), 1, b.down.data(),
-                      stream);
+  // Routed experts: grouped by expert on tensor cores for large chunks, else one (token, slot) pair
+  // per row in the CPU's order.
+  const float* routed = b.down.data();
+  const int32_t* row_of_pair = nullptr;
+  TensorCoreGemm* tensor_cores = current_tensor_core_gemm();
+  if (tensor_cores != nullptr && T >= tensor_cores->options().min_expert_tokens) {
+    const ExpertFfn ffn{&w.gate_exps, &w.up_exps, &w.down_exps, ctx.swiglu_clamp, ctx.official};
+    const ExpertRows rows =
+        routed_experts_tensor_core(*tensor_cores, ffn, b.experts.data(), b.weights.data(), xq, T,
+                                   static_cast<int>(K), b.groups, stream);
+    routed = rows.rows;
+    row_of_pair = rows.row_of_pair;
+  } else {
+    linear_experts_cuda(w.gate_exps, b.experts.data(), T * K, xq, K, b.gate.data(), stream);
+    linear_experts_cuda(w.up_exps, b.experts.data(), T * K, xq, K, b.up.data(), stream);
+    swiglu_kernel<<<blocks_for(T * K * F), kThreads, 0, stream>>>(
+        b.gate.data(), b.up.data(), b.weights.data(), T * K, F, ctx.swiglu_clamp);
+    check_launch();
+    if (ctx.official) act_quant_fp8_cuda(b.gate.data(), T * K, F, b.gate.data(), stream);
+    linear_experts_cuda(w.down_exps, b.experts.data(), T * K, b.gate.data(), 1, b.down.data(),
+                        stream);
+  }
 
   // The shared expert (weight 1).
   linear_cuda(w.gate_shexp, xq, T, b.shared_gate.data(), stream);
@@ -162,7 +180,7 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
   linear_cuda(w.down_shexp, b.shared_gate.data(), T, b.shared_down.data(), stream);
 
   combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(
-      b.experts.data(), b.down.data(), b.shared_down.data(), static_cast<int>(K), D, out);
+      b.experts.data(), routed, row_of_pair, b.shared_down.data(), static_cast<int>(K), D, out);
   check_launch();
 }
 

@@ -3,9 +3,13 @@
 // their down projection, the shared expert, and their sum in the CPU's order (routed experts by
 // increasing id, then the shared one).
 //
-// Routing stays on the device: each (token, slot) pair runs its expert's matrices through
-// linear_experts_cuda, so no expert ids travel to the host unless an expert cache needs them.
-// No device code here.
+// Routing stays on the device. In reference order each (token, slot) pair runs its expert's
+// matrices through linear_experts_cuda, so no expert ids travel to the host unless an expert
+// cache needs them. When a tensor-core path is installed (gemm_tc.cuh) and the chunk has at least
+// its min_expert_tokens tokens, the pairs are grouped by expert and the experts run as batched
+// GEMMs (expert_groups.cuh), which reads the per-expert counts back once per layer; the router and
+// the shared expert then take the tensor-core path of linear_cuda too. Both paths sum each token's
+// expert outputs in the same order. No device code here.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -14,6 +18,7 @@
 
 #include "backend/cuda/device_array.h"
 #include "backend/cuda/device_weights.h"
+#include "backend/cuda/expert_groups.cuh"
 #include "model/model_config.h"
 
 namespace magnetar::gpu {
@@ -30,6 +35,7 @@ struct MoeBuffers {
   DeviceArray<float> down;                    // [T·K][D]
   DeviceArray<float> shared_gate, shared_up;  // [T][F]
   DeviceArray<float> shared_down;             // [T][D]
+  ExpertGroupBuffers groups;                  // the grouped path's, grown on use
   int64_t capacity = 0;
 
   // Grows the buffers to hold n_tokens tokens (contents are not kept).

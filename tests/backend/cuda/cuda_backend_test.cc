@@ -270,6 +270,7 @@ class CudaBackendTest : public ::testing::Test {
     o.official_numerics = official;
     o.gpu_mem = gpu_mem;
     o.progress = false;
+    o.reference_order = true;  // the bounds above are for the CPU's summation order
     return std::make_unique<CudaBackend>(file(types), o);
   }
   static std::unique_ptr<cpu::CpuBackend> cpu(const std::string& types, bool official = true) {

@@ -1,6 +1,8 @@
-// The GPU matrix and row kernels against the CPU reference: linear_cuda and linear_experts_cuda
-// must give cpu::linear's bits for every weight type, token count and stride; act_quant_fp8_cuda
-// and rms_norm_rows_cuda those of cpu::act_quant_fp8 and cpu::rms_norm. Needs a CUDA GPU.
+// The GPU matrix and row kernels against the CPU reference: in the reference order
+// (set_reference_order), linear_cuda and linear_experts_cuda must give cpu::linear's bits for every
+// weight type, token count and stride; act_quant_fp8_cuda and rms_norm_rows_cuda those of
+// cpu::act_quant_fp8 and cpu::rms_norm. The fast GEMV that linear_cuda uses by default has its own
+// tests (cuda_gemv_test.cc). Needs a CUDA GPU.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -28,6 +30,15 @@ using quant::GgmlType;
 // Skips the calling test on a machine without a usable GPU.
 #define REQUIRE_GPU() \
   if (!cuda_backend_usable()) GTEST_SKIP() << "no usable CUDA device"
+
+// The CPU's summation order for the life of a test.
+class ReferenceOrder {
+ public:
+  ReferenceOrder() { set_reference_order(true); }
+  ~ReferenceOrder() { set_reference_order(false); }
+  ReferenceOrder(const ReferenceOrder&) = delete;
+  ReferenceOrder& operator=(const ReferenceOrder&) = delete;
+};
 
 std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -91,6 +102,7 @@ class CudaLinear : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(CudaLinear, MatchesCpuBits) {
   REQUIRE_GPU();
+  const ReferenceOrder reference;
   const auto [type, cols] = GetParam();
   const int64_t rows = 70;  // not a multiple of the 64-row tile
   TestMatrix m(type, rows, cols, 1, 3);
@@ -123,6 +135,7 @@ INSTANTIATE_TEST_SUITE_P(
 // every other block of x and writes into every other block of y.
 TEST(CudaLinearStrides, RowSliceWithStrides) {
   REQUIRE_GPU();
+  const ReferenceOrder reference;
   const int64_t rows = 40, cols = 64, tokens = 5;
   TestMatrix m(GgmlType::kQ8_0, rows, cols, 1, 9);
   cpu::ThreadPool pool(1);
@@ -154,6 +167,7 @@ TEST(CudaLinearStrides, RowSliceWithStrides) {
 // Each (token, slot) pair through its own expert, as cpu::moe_chunk runs them.
 TEST(CudaLinearExperts, PairsMatchCpuBits) {
   REQUIRE_GPU();
+  const ReferenceOrder reference;
   const int64_t experts = 5, rows = 48, cols = 256, tokens = 4, used = 3;
   for (GgmlType type : {GgmlType::kIQ2_XXS, GgmlType::kQ2_K, GgmlType::kQ4_K, GgmlType::kF32}) {
     TestMatrix m(type, rows, cols, experts, 21);

@@ -9,11 +9,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export async function startServer(args = [], env = {}) {
+// `launcher`, when given, is a command line the server runs under (e.g. a shell that sets a
+// resource limit and then runs "$@").
+export async function startServer(args = [], env = {}, launcher = []) {
   const bin = process.env.MAGNETAR;
   const model = process.env.MAGNETAR_TINY_MODEL;
   if (!bin || !model) throw new Error('MAGNETAR and MAGNETAR_TINY_MODEL must be set');
-  const proc = spawn(bin, ['serve', '-m', model, '--port', '0', ...args], {
+  const command = [...launcher, bin, 'serve', '-m', model, '--port', '0', ...args];
+  const proc = spawn(command[0], command.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
