@@ -36,6 +36,7 @@ std::unique_ptr<backend::Backend> make_backend(const gguf::GgufFile& file, const
     gpu::CudaOptions cuda_options;
     cuda_options.context = o.context;  // 0: the model's; states grow only as sequences do
     cuda_options.official_numerics = o.official_numerics;
+    cuda_options.gpu_mem = o.gpu_mem;
     if (!o.synthetic.empty()) {
       const gpu::SyntheticSpec spec{*synth::quant_mix_from_name(o.synthetic_types),
                                     o.synthetic_seed};

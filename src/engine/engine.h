@@ -45,6 +45,10 @@ struct EngineOptions {
   // The most tokens a session may hold (prompt and generation); 0: the model's training context.
   // Backends size per-sequence state from it.
   int64_t context = 0;
+  // CUDA: device memory the weights may take, in bytes; 0: the free memory less a reserve for
+  // states and scratch (gpu::CudaOptions::gpu_mem). Routed experts that do not fit stay in host
+  // memory behind the expert cache.
+  size_t gpu_mem = 0;
 };
 
 // A prefix longer than the engine's context.
