@@ -30,6 +30,7 @@ struct BenchCliOptions {
   std::string backend = "auto";
   unsigned threads = 0;
   int64_t prefill_chunk = 512;
+  uint64_t gpu_mem_mib = 0;  // 0: the CUDA backend's default
   std::string prompt_file;
   int64_t context = 0;  // 0: ctx-max + gen-tokens
   std::string csv;
@@ -104,6 +105,7 @@ int run_bench(const BenchCliOptions& o) {
   eo.backend = o.backend;
   eo.threads = o.threads;
   eo.prefill_chunk = o.prefill_chunk;
+  eo.gpu_mem_mib = o.gpu_mem_mib;
   eo.context = o.context > 0 ? o.context : o.bench.ctx_max + o.bench.gen_tokens;
   engine::Engine engine(eo);
   fmt::print(stderr, "magnetar bench: {} on {}, context {}, batch {}, prefill chunk {}{}\n",
@@ -190,6 +192,7 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--chunk", o->prefill_chunk,
                   "Tokens per session and forward call while prefilling (default 512)")
       ->check(CLI::PositiveNumber);
+  add_gpu_mem_flag(*app, o->gpu_mem_mib);
   app->add_option("--csv", o->csv, "Write the CSV to this file instead of stdout");
   app->callback([o, model, synthetic] {
     if (model->count() == 0 && synthetic->count() == 0) {

@@ -97,6 +97,7 @@ TEST(BenchCli, BadFlagsExitWith2AndSayWhy) {
       {{"bench", "--synthetic", "tiny", "--synthetic-types", "q3"}, "q3"},
       {{"bench", "-m", m, "--gen-tokens", "0"}, "--gen-tokens"},
       {{"bench", "-m", m, "--batch", "0"}, "--batch"},
+      {{"bench", "-m", m, "--gpu-mem", "-1"}, "--gpu-mem"},
       {{"bench", "-m", m, "--prompt-file", "/nonexistent/prompt.txt"}, "prompt.txt"},
       {{"bench", "--synthetic", "tiny", "--backend", "cpu", "--ctx-start", "8", "--ctx-max", "64"},
        "CUDA backend"},

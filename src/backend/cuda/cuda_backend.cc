@@ -12,14 +12,19 @@ size_t compressor_bytes(const std::optional<DeviceCompressorState>& c) {
   return c ? c->kv.bytes() + c->score.bytes() + c->rows.bytes() : 0;
 }
 
-// The device allocations of a state: window rings, compressor blocks, and the compressed-row
-// storage at its current (grown-as-needed) capacity.
+size_t layer_bytes(const DeviceLayerState& layer) {
+  return layer.window.bytes() + compressor_bytes(layer.compressor) +
+         compressor_bytes(layer.indexer);
+}
+
+// The device allocations of a state: window rings, compressor blocks, the compressed-row storage
+// at its current (grown-as-needed) capacity, and the MTP block's ring and pending [hc][D] state.
 size_t device_state_bytes(const DeviceSequenceState& state) {
+  const model::ModelConfig& c = state.layout().config;
   size_t n = 0;
-  for (uint32_t l = 0; l < state.layout().config.n_layer; ++l) {
-    const DeviceLayerState& layer = state.layer(l);
-    n +=
-        layer.window.bytes() + compressor_bytes(layer.compressor) + compressor_bytes(layer.indexer);
+  for (uint32_t l = 0; l < c.n_layer; ++l) n += layer_bytes(state.layer(l));
+  if (state.has_mtp()) {
+    n += layer_bytes(state.mtp_layer()) + size_t{c.hc_count} * c.n_embd * sizeof(float);
   }
   return n;
 }

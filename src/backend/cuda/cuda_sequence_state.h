@@ -81,6 +81,7 @@ class DeviceSequenceState {
 
   bool has_mtp() const { return mtp_.has_value(); }
   DeviceLayerState& mtp_layer() { return *mtp_; }
+  const DeviceLayerState& mtp_layer() const { return *mtp_; }
   // The MTP block's pending final state ([hc][D] floats), valid when has_mtp_pending().
   float* mtp_pending() { return mtp_pending_.data(); }
   bool has_mtp_pending() const { return mtp_pending_set_; }

@@ -150,6 +150,7 @@ TEST_F(SyntheticWeightsTest, TinyModelComputesWhatTheCpuComputesFromTheSameBytes
   CudaOptions o;
   o.context = 256;
   o.official_numerics = false;  // plain numerics: GPU and CPU within float roundings
+  o.reference_order = true;     // the bound below is for the CPU's summation order
   o.progress = false;
   CudaBackend gpu(config, spec, o);
   EXPECT_EQ(gpu.model().expert_cache(), nullptr);
@@ -184,6 +185,7 @@ TEST_F(SyntheticWeightsTest, ExpertsInHostMemoryGiveTheSameBits) {
   const SyntheticSpec spec{synth::QuantMix::kQ2, 12};
   CudaOptions o;
   o.context = 256;
+  o.reference_order = true;  // as the file-backed expert-cache test, whatever the fast paths do
   o.progress = false;
   CudaBackend resident(config, spec, o);
   const WeightBytes sizes = synthetic_weight_bytes(config, spec);
