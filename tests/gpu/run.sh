@@ -74,7 +74,7 @@ fi
 
 # The sanitizers slow kernels down by one or two orders of magnitude: a short workload that still
 # reaches every kernel, and the kernel unit tests.
-sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaNumerics*:*CudaGemv*:*GroupedExperts*:MoeChunkTensorCores*'
+sanitized='CudaBackendTest.ShortWorkload:CudaLinear*:CudaNumerics*:*CudaGemv*:*GroupedExperts*:MoeChunkTensorCores*:CudaSparseAttention*:CudaIndexer*:CudaSmallKernels*'
 if command -v compute-sanitizer >/dev/null; then
   step memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$bin/magnetar_cuda_tests" --gtest_filter="$sanitized"
