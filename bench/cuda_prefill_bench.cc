@@ -6,9 +6,10 @@
 // F16 compressors, indexer, router and hyper-connection mixers) with its time and TFLOP/s; the
 // routed experts (256 experts, IQ2_XXS gate/up, Q2_K down, 6 random experts per token) as grouped
 // GEMMs; the layer's total and the prefill rate it implies for 43 layers (products only). The f16
-// decoding of the weights is timed on its own, and the reference path (linear_cuda's exact order)
-// once, on a 512-token chunk, for comparison. Timings are CUDA events around each step, the median
-// of 3 runs after a warm-up. Runs in well under a minute; every CUDA call is checked.
+// decoding of the weights is timed on its own; q_a and the routed experts are compared with the
+// GEMV at small token counts (where the tensor cores start to pay), and q_a in the CPU's order.
+// Timings are CUDA events around each step, the median of 3 runs after a warm-up. Runs in well
+// under a minute; every CUDA call is checked.
 #include <cuda_runtime_api.h>
 #include <fmt/core.h>
 
@@ -313,28 +314,54 @@ int run() {
     fmt::print("products of {} layers: {:.0f} tok/s\n", kLayers, C / (total_ms * 1e-3 * kLayers));
   }
 
-  // The reference path on one small case.
+  // Where the tensor cores start to pay (TensorCoreOptions::min_tokens, min_expert_tokens): q_a
+  // and the routed experts at small token counts on the tensor cores, on the GEMV (linear.cuh's
+  // default without them) and once in the CPU's order.
+  fmt::print("\n{:<10} {:>12} {:>12} {:>16} {:>16}\n", "tokens", "q_a TC ms", "q_a GEMV ms",
+             "experts TC ms", "experts GEMV ms");
+  for (int64_t C : {8, 16, 32, 64, 128, 512}) {
+    const DenseWeight& q_a = layer[1];
+    auto q_a_product = [&] {
+      linear_cuda(q_a.m, x.data(), q_a.m.cols, C, y.data(), q_a.m.rows, stream);
+    };
+    double q_a_tc = 0;
+    {
+      TensorCoreOptions o;
+      o.min_tokens = 1;
+      o.min_expert_tokens = 1;
+      TensorCoreGemm always(o);
+      ScopedTensorCoreGemm scope(&always);
+      q_a_tc = time_ms(stream, q_a_product);
+    }
+    const double q_a_gemv = time_ms(stream, q_a_product);
+    std::vector<int32_t> ids;
+    std::vector<float> weights;
+    random_routing(C, 5 + C, ids, weights);
+    DeviceArray<int32_t> dids{std::span<const int32_t>(ids)};
+    DeviceArray<float> dweights{std::span<const float>(weights)};
+    const double experts_tc = time_ms(stream, [&] {
+      routed_experts_tensor_core(gemm, ffn, dids.data(), dweights.data(), x.data(), C, kUsed,
+                                 groups, stream);
+    });
+    // The per-pair path's three projections (its SwiGLU and rounding are negligible here).
+    const double experts_gemv = time_ms(stream, [&] {
+      linear_experts_cuda(gate, dids.data(), C * kUsed, x.data(), kUsed, y.data(), stream);
+      linear_experts_cuda(up, dids.data(), C * kUsed, x.data(), kUsed, y.data(), stream);
+      linear_experts_cuda(down, dids.data(), C * kUsed, x.data(), 1, y.data(), stream);
+    });
+    fmt::print("{:<10} {:>12.3f} {:>12.3f} {:>16.3f} {:>16.3f}\n", C, q_a_tc, q_a_gemv, experts_tc,
+               experts_gemv);
+  }
   {
     const int64_t C = 512;
     const DenseWeight& q_a = layer[1];
+    set_reference_order(true);
     const double ms = time_ms(
         stream, [&] { linear_cuda(q_a.m, x.data(), q_a.m.cols, C, y.data(), q_a.m.rows, stream); },
         1);
-    std::vector<int32_t> ids;
-    std::vector<float> weights;
-    random_routing(C, 5, ids, weights);
-    DeviceArray<int32_t> dids{std::span<const int32_t>(ids)};
-    const double gate_ms = time_ms(
-        stream,
-        [&] {
-          linear_experts_cuda(gate, dids.data(), C * kUsed, x.data(), kUsed, y.data(), stream);
-        },
-        1);
-    fmt::print(
-        "\nreference order, {} tokens: q_a {:.3f} ms ({:.2f} TFLOP/s), routed gate "
-        "projection alone {:.3f} ms ({:.2f} TFLOP/s)\n",
-        C, ms, 2.0 * C * q_a.m.rows * q_a.m.cols / ms * 1e-9, gate_ms,
-        2.0 * C * kUsed * kFfn * kDim / gate_ms * 1e-9);
+    set_reference_order(false);
+    fmt::print("reference order, {} tokens: q_a {:.3f} ms ({:.2f} TFLOP/s)\n", C, ms,
+               2.0 * C * q_a.m.rows * q_a.m.cols / ms * 1e-9);
   }
   MAGNETAR_CUDA_CHECK(cudaStreamSynchronize(stream));
   MAGNETAR_CUDA_CHECK(cudaStreamDestroy(stream));

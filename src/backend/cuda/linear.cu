@@ -135,8 +135,9 @@ void set_reference_order(bool on) { use_reference_order = on; }
 bool reference_order() { return use_reference_order; }
 
 // The dispatch point: the fast GEMV unless the CPU's order is asked for or the operand does not
-// suit it. The GEMV serves every token count (it reads the weights once per 8 tokens, as the
-// tiled kernel below does), so that decode, chunked prefill and batches keep agreeing to the bit.
+// suit it. The GEMV serves every token count below the tensor-core threshold (blocks of 8 tokens
+// that share each row tile through L2), so that decode, chunked prefill and batches keep agreeing
+// to the bit.
 void linear_cuda(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_t n_tokens,
                  float* y, int64_t y_stride, cudaStream_t stream) {
   check_shape(w, "linear_cuda");
