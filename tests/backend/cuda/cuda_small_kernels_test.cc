@@ -401,65 +401,6 @@ TEST(CudaSmallKernelsTest, GatherCopiesRows) {
   }
 }
 
-// Mean time per call of each fast kernel at batch 1 in the V4 Flash shapes (D = 4096, HC = 4, 256
-// experts, 6 used), back to back on one stream, so launch gaps count too. The bounds are loose
-// (the targets are <= 5 us per kernel; the reference router alone took 193 us): they catch a
-// kernel that fell back to one thread's serial loop, not a few microseconds.
-TEST(CudaSmallKernelsTest, FastKernelsAreFastAtBatchOne) {
-  REQUIRE_GPU();
-  const int64_t D = 4096;
-  const int E = 256, K = 6, kCalls = 200;
-  TestHc pre(D, 24, 21), head(D, 4, 22);
-  const std::vector<float> X = coarse_states(static_cast<size_t>(4 * D), 1);
-  DeviceArray<float> dX{std::span<const float>(X)}, y(D), mixer(64), post(4), comb(16), X2(4 * D);
-  const std::vector<float> logits = gaussian(E, 2), bias = gaussian(E, 3, 0.1f);
-  DeviceArray<float> dlogits{std::span<const float>(logits)}, dbias{std::span<const float>(bias)},
-      scores(E), weights(K), routed(K * D), shared(D), out(D);
-  DeviceArray<int32_t> experts(K);
-  const std::vector<int32_t> rows = {0, 1, 2, 3};
-  DeviceArray<int32_t> drows{std::span<const int32_t>(rows)};
-  ASSERT_FALSE(reference_order());
-  cudaEvent_t start, stop;
-  MAGNETAR_CUDA_CHECK(cudaEventCreate(&start));
-  MAGNETAR_CUDA_CHECK(cudaEventCreate(&stop));
-  auto time_us = [&](const char* name, double bound_us, auto&& call) {
-    call();  // warm-up
-    MAGNETAR_CUDA_CHECK(cudaEventRecord(start, 0));
-    for (int i = 0; i < kCalls; ++i) call();
-    MAGNETAR_CUDA_CHECK(cudaEventRecord(stop, 0));
-    MAGNETAR_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    MAGNETAR_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    const double us = 1000.0 * ms / kCalls;
-    std::cout << "[ timing   ] " << name << ": " << us << " us per call\n";
-    EXPECT_LE(us, bound_us) << name;
-  };
-  const HcMixDevice mix{post.data(), comb.data()};
-  time_us("hc_pre (with its mixer GEMV)", 25, [&] {
-    hc_pre_cuda(pre.config, pre.weights, dX.data(), 1, y.data(), mix, mixer.data(), 0);
-  });
-  time_us("hc_post", 10,
-          [&] { hc_post_cuda(pre.config, mix, y.data(), dX.data(), 1, X2.data(), 0); });
-  time_us("hc_head (with its mixer GEMV)", 25, [&] {
-    hc_head_cuda(head.config, head.weights.fn, head.scale.data(), head.base.data(), dX.data(), 1,
-                 y.data(), mixer.data(), 0);
-  });
-  time_us("rms_norm", 10,
-          [&] { rms_norm_rows_cuda(dX.data(), X2.data(), y.data(), 1, D, 1e-6f, 0); });
-  time_us("route (scores + top-6 of 256)", 10, [&] {
-    route_tokens_cuda(dlogits.data(), dbias.data(), nullptr, nullptr, 1, E, K, 1.5f, scores.data(),
-                      experts.data(), weights.data(), 0);
-  });
-  time_us("combine", 10, [&] {
-    combine_experts_cuda(experts.data(), routed.data(), nullptr, shared.data(), 1, K, D, out.data(),
-                         0);
-  });
-  time_us("fp8 simulate", 10, [&] { fp8_simulate_rows_cuda(y.data(), 1, D, 128, 0); });
-  time_us("gather", 10, [&] { gather_rows_cuda(dX.data(), drows.data(), 4, D, X2.data(), 0); });
-  MAGNETAR_CUDA_CHECK(cudaEventDestroy(start));
-  MAGNETAR_CUDA_CHECK(cudaEventDestroy(stop));
-}
-
 // The tiny model decoding one token per step in the fast order (the fast GEMV and this file's
 // kernels) against the CPU, plain numerics. The kernels of this file give the reference's bits, so
 // the difference is the fast GEMV's summation order alone: about √K · 2^-24 ≈ 4e-6 of a product
