@@ -15,8 +15,11 @@ namespace magnetar::gpu {
 namespace {
 
 // Device memory kept free for sequence states, scratch and the CUDA context when the weights'
-// budget is taken from the free memory.
-constexpr size_t kReserve = size_t{2} << 30;
+// budget is taken from the free memory. A 2048-token prefill chunk needs about 3 GiB of scratch
+// (queries and attention outputs of 64 heads × 512 dims, attention probabilities, expert
+// activations) beside the 512 MiB of f16 weights of the tensor-core path and cuBLAS's workspace:
+// with 2 GiB such a chunk ran out of memory on an 80 GB H100 whose experts spill to host memory.
+constexpr size_t kReserve = size_t{6} << 30;
 
 std::vector<float> frequencies(const cpu::RopeTable& table) {
   std::vector<float> f(static_cast<size_t>(table.dims() / 2));
