@@ -127,8 +127,9 @@ constexpr int kRowGroups = 16;
 constexpr int kThreadsFast = 32 * kRowGroups;
 constexpr int kTileRows = 32;
 constexpr int kMaxDims = 512;  // head_dim the fast kernel holds in registers (16 per lane)
-constexpr int kMaxPerLane = kMaxDims / 32;
-constexpr int kLoadBatch = kTileRows * kMaxDims / 4 / kThreadsFast;  // 4-value groups per thread
+// The kernel's constants below are unused in a build for GPUs without clusters (sm_80, sm_89).
+[[maybe_unused]] constexpr int kMaxPerLane = kMaxDims / 32;
+[[maybe_unused]] constexpr int kLoadBatch = kTileRows * kMaxDims / 4 / kThreadsFast;  // per thread
 
 // A row format's layout with the divisions taken out (they would dominate the decoding): the
 // fast path takes power-of-two block sizes.
@@ -175,8 +176,19 @@ __device__ __forceinline__ void decode4(const FastLayout& c, uint4 raw, int d, f
   out[3] = b.y * scale;
 }
 
-__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kThreadsFast)
+// Thread block clusters exist from sm_90 on. Builds for older GPUs (CUDA_ARCH 80 or 89) compile
+// the kernel without them as a trap, and the host never launches it there (clusters_available).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define MAGNETAR_FAST_ATTENTION_CLUSTER __cluster_dims__(kClusterBlocks, 1, 1)
+#else
+#define MAGNETAR_FAST_ATTENTION_CLUSTER
+#endif
+
+__global__ void MAGNETAR_FAST_ATTENTION_CLUSTER __launch_bounds__(kThreadsFast)
     fast_attention_kernel(SparseAttention a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();
+#else
   extern __shared__ float smem[];
   const int D = a.head_dim;
   const int per_lane = D / 32;
@@ -292,6 +304,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kThread
     }
   }
   cluster.sync();  // the other blocks keep their shared memory until block 0 has read it
+#endif
 }
 
 __global__ void commit_window_kernel(const uint8_t* chunk_rows, int64_t row_bytes, int64_t first,
@@ -305,13 +318,22 @@ __global__ void commit_window_kernel(const uint8_t* chunk_rows, int64_t row_byte
 
 bool power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
-// Whether the fast kernel takes these shapes: power-of-two dims held in registers (32 to 512) and
-// an FP8 or float32 row format that load4 reads four values at a time.
+// Whether the current device has thread block clusters (compute capability 9.0 or later).
+bool clusters_available() {
+  int device = 0, major = 0;
+  MAGNETAR_CUDA_CHECK(cudaGetDevice(&device));
+  MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
+}
+
+// Whether the fast kernel takes these shapes and this device: thread block clusters, power-of-two
+// dims held in registers (32 to 512) and an FP8 or float32 row format that load4 reads four values
+// at a time.
 bool fast_supported(const SparseAttention& a) {
   const RowCodec& c = a.codec;
-  return power_of_two(a.head_dim) && a.head_dim >= 32 && a.head_dim <= kMaxDims &&
-         c.dims == a.head_dim && c.quant_dims % 4 == 0 && power_of_two(c.block) &&
-         (c.quant_dims == 0 || (c.block % 4 == 0 && !c.format.fp4));
+  return clusters_available() && power_of_two(a.head_dim) && a.head_dim >= 32 &&
+         a.head_dim <= kMaxDims && c.dims == a.head_dim && c.quant_dims % 4 == 0 &&
+         power_of_two(c.block) && (c.quant_dims == 0 || (c.block % 4 == 0 && !c.format.fp4));
 }
 
 void fast_attention(const SparseAttention& a, cudaStream_t stream) {
