@@ -22,20 +22,13 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/device_weights.h"
 #include "engine/engine.h"
+#include "logit_agreement.h"
 #include "tiny_model.h"
 
 namespace magnetar::gpu {
 namespace {
 
 using testing::random_tokens;
-
-std::filesystem::path model_path(const std::string& types) {
-  std::string upper = types;
-  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const std::string var = "MAGNETAR_TINY_" + upper;
-  if (const char* env = std::getenv(var.c_str()); env != nullptr && *env != '\0') return env;
-  return testing::tiny_model(types, 7, false);
-}
 
 // How close GPU logits are to the CPU's, per position: max|a − b| / max|b|.
 //
@@ -68,56 +61,6 @@ constexpr double kStepTop1 = 0.97;
 
 int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-// Per-position agreement of logits a (GPU) with b (CPU, the reference).
-struct Agreement {
-  std::vector<double> relative;  // max|a − b| / max|b| per position
-  double top1 = 0;               // share of positions with the same argmax
-  double mean_kl = 0;            // mean KL(softmax(b) ‖ softmax(a)), nats
-
-  double quantile(double q) const {
-    std::vector<double> r = relative;
-    std::sort(r.begin(), r.end());
-    return r[static_cast<size_t>(q * (r.size() - 1))];
-  }
-  double share_within(double bound) const {
-    return double(std::count_if(relative.begin(), relative.end(),
-                                [&](double r) { return r <= bound; })) /
-           relative.size();
-  }
-};
-
-Agreement agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
-  Agreement g;
-  const size_t rows = b.size() / V;
-  for (size_t row = 0; row < rows; ++row) {
-    const float* x = a.data() + row * V;
-    const float* y = b.data() + row * V;
-    double diff = 0, mag = 0, mx = -INFINITY, my = -INFINITY;
-    for (int64_t i = 0; i < V; ++i) {
-      diff = std::max(diff, std::abs(double(x[i]) - y[i]));
-      mag = std::max(mag, std::abs(double(y[i])));
-      mx = std::max(mx, double(x[i]));
-      my = std::max(my, double(y[i]));
-    }
-    g.relative.push_back(diff / mag);
-    g.top1 += argmax(std::span(x, V)) == argmax(std::span(y, V));
-    double sx = 0, sy = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      sx += std::exp(x[i] - mx);
-      sy += std::exp(y[i] - my);
-    }
-    double kl = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      const double ly = y[i] - my - std::log(sy), lx = x[i] - mx - std::log(sx);
-      kl += std::exp(ly) * (ly - lx);
-    }
-    g.mean_kl += kl;
-  }
-  g.top1 /= rows;
-  g.mean_kl /= rows;
-  return g;
 }
 
 double relative_difference(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
@@ -246,9 +189,9 @@ class CudaBackendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!cuda_backend_usable()) return;
-    f32_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("f32")));
-    q2_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("q2")));
-    q4_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("q4")));
+    f32_ = new gguf::GgufFile(gguf::GgufFile::open(tiny_model_path("f32")));
+    q2_ = new gguf::GgufFile(gguf::GgufFile::open(tiny_model_path("q2")));
+    q4_ = new gguf::GgufFile(gguf::GgufFile::open(tiny_model_path("q4")));
   }
   static void TearDownTestSuite() {
     delete f32_;
@@ -666,7 +609,7 @@ TEST_F(CudaBackendTest, ExpertCacheGivesTheSameBits) {
 
 // The engine runs on the CUDA backend and its session files resume on the CPU and back.
 TEST_F(CudaBackendTest, EngineSessionsMoveBetweenBackends) {
-  const std::filesystem::path path = model_path("f32");
+  const std::filesystem::path path = tiny_model_path("f32");
   engine::EngineOptions o;
   o.model = path;
   o.context = 256;

@@ -21,61 +21,13 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "logit_agreement.h"
 #include "tiny_model.h"
 
 namespace magnetar::gpu {
 namespace {
 
 using magnetar::testing::random_tokens;
-
-std::filesystem::path model_path(const std::string& types) {
-  std::string upper = types;
-  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const std::string var = "MAGNETAR_TINY_" + upper;
-  if (const char* env = std::getenv(var.c_str()); env != nullptr && *env != '\0') return env;
-  return magnetar::testing::tiny_model(types, 7, false);
-}
-
-struct Agreement {
-  double median = 0;   // of max|a − b| / max|b| per position
-  double top1 = 0;     // share of positions with the same argmax
-  double mean_kl = 0;  // KL(b ‖ a), nats
-};
-
-Agreement agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
-  Agreement g;
-  const size_t rows = b.size() / V;
-  std::vector<double> relative;
-  for (size_t row = 0; row < rows; ++row) {
-    const float* x = a.data() + row * V;
-    const float* y = b.data() + row * V;
-    double diff = 0, mag = 0, mx = -INFINITY, my = -INFINITY;
-    for (int64_t i = 0; i < V; ++i) {
-      diff = std::max(diff, std::abs(double(x[i]) - y[i]));
-      mag = std::max(mag, std::abs(double(y[i])));
-      mx = std::max(mx, double(x[i]));
-      my = std::max(my, double(y[i]));
-    }
-    relative.push_back(diff / mag);
-    g.top1 += std::max_element(x, x + V) - x == std::max_element(y, y + V) - y;
-    double sx = 0, sy = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      sx += std::exp(x[i] - mx);
-      sy += std::exp(y[i] - my);
-    }
-    double kl = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      const double ly = y[i] - my - std::log(sy), lx = x[i] - mx - std::log(sx);
-      kl += std::exp(ly) * (ly - lx);
-    }
-    g.mean_kl += kl;
-  }
-  std::sort(relative.begin(), relative.end());
-  g.median = relative[relative.size() / 2];
-  g.top1 /= rows;
-  g.mean_kl /= rows;
-  return g;
-}
 
 // Logits of every position of `tokens`, fed in chunks of `chunk` to a new sequence.
 std::vector<float> run(backend::Backend& b, std::span<const int32_t> tokens, int64_t chunk) {
@@ -97,7 +49,7 @@ TEST(CudaFastAttentionModel, DecodeCloseToCpu) {
   if (!cuda_backend_usable()) GTEST_SKIP() << "no usable CUDA device";
   const std::vector<int32_t> tokens = random_tokens(150, 31);
   for (const std::string types : {"f32", "q2"}) {
-    const gguf::GgufFile file = gguf::GgufFile::open(model_path(types));
+    const gguf::GgufFile file = gguf::GgufFile::open(tiny_model_path(types));
     for (bool official : {false, true}) {
       SCOPED_TRACE(types + (official ? ", official" : ", plain"));
       CudaOptions o;
@@ -111,13 +63,13 @@ TEST(CudaFastAttentionModel, DecodeCloseToCpu) {
       cpu::CpuBackend c(file, co);
       const Agreement a = agreement(run(g, tokens, 1), run(c, tokens, 150), g.config().n_vocab);
       std::cout << "[ fast     ] " << types << (official ? " official" : " plain")
-                << ", decode vs CPU over 150 positions: median " << a.median << ", top-1 " << a.top1
-                << ", mean KL " << a.mean_kl << "\n";
+                << ", decode vs CPU over 150 positions: median " << a.median() << ", top-1 "
+                << a.top1 << ", mean KL " << a.mean_kl << "\n";
       if (official) {
         EXPECT_GE(a.top1, 0.8);
         EXPECT_LE(a.mean_kl, 5e-2);
       } else {
-        EXPECT_LE(a.median, 1e-2);
+        EXPECT_LE(a.median(), 1e-2);
         EXPECT_GE(a.top1, 0.9);
         EXPECT_LE(a.mean_kl, 1e-2);
       }

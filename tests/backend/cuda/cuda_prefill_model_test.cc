@@ -31,6 +31,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/gemm_tc.cuh"
+#include "logit_agreement.h"
 #include "tiny_model.h"
 
 namespace magnetar::gpu {
@@ -43,56 +44,6 @@ constexpr double kTop1Bound = 0.9;
 constexpr double kMeanKlBound = 1e-2;  // nats
 constexpr double kOfficialTop1Bound = 0.8;
 constexpr double kOfficialMeanKlBound = 5e-2;
-
-std::filesystem::path model_path(const std::string& types) {
-  std::string upper = types;
-  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const std::string var = "MAGNETAR_TINY_" + upper;
-  if (const char* env = std::getenv(var.c_str()); env != nullptr && *env != '\0') return env;
-  return magnetar::testing::tiny_model(types, 7, false);
-}
-
-// Per-position agreement of logits a with the reference b.
-struct Agreement {
-  double median = 0;  // of max|a − b| / max|b|
-  double top1 = 0;    // share of positions with the same argmax
-  double mean_kl = 0;
-};
-
-Agreement agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
-  Agreement g;
-  const size_t rows = b.size() / V;
-  std::vector<double> relative;
-  for (size_t row = 0; row < rows; ++row) {
-    const float* x = a.data() + row * V;
-    const float* y = b.data() + row * V;
-    double diff = 0, mag = 0, mx = -INFINITY, my = -INFINITY;
-    for (int64_t i = 0; i < V; ++i) {
-      diff = std::max(diff, std::abs(double(x[i]) - y[i]));
-      mag = std::max(mag, std::abs(double(y[i])));
-      mx = std::max(mx, double(x[i]));
-      my = std::max(my, double(y[i]));
-    }
-    relative.push_back(diff / mag);
-    g.top1 += std::max_element(x, x + V) - x == std::max_element(y, y + V) - y;
-    double sx = 0, sy = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      sx += std::exp(x[i] - mx);
-      sy += std::exp(y[i] - my);
-    }
-    double kl = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      const double ly = y[i] - my - std::log(sy), lx = x[i] - mx - std::log(sx);
-      kl += std::exp(ly) * (ly - lx);
-    }
-    g.mean_kl += kl;
-  }
-  std::sort(relative.begin(), relative.end());
-  g.median = relative[relative.size() / 2];
-  g.top1 /= rows;
-  g.mean_kl /= rows;
-  return g;
-}
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
@@ -120,8 +71,8 @@ class PrefillTensorCoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!cuda_backend_usable()) return;
-    f32_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("f32")));
-    q2_ = new gguf::GgufFile(gguf::GgufFile::open(model_path("q2")));
+    f32_ = new gguf::GgufFile(gguf::GgufFile::open(tiny_model_path("f32")));
+    q2_ = new gguf::GgufFile(gguf::GgufFile::open(tiny_model_path("q2")));
   }
   static void TearDownTestSuite() {
     delete f32_;
@@ -171,13 +122,13 @@ TEST_F(PrefillTensorCoreTest, LogitsCloseToCpu) {
       }
       const Agreement a = agreement(got, run(*c, tokens, 150), g->config().n_vocab);
       std::cout << "[ prefill  ] " << types << (official ? " official" : " plain")
-                << ", tensor cores vs CPU over 150 positions: median " << a.median << ", top-1 "
+                << ", tensor cores vs CPU over 150 positions: median " << a.median() << ", top-1 "
                 << a.top1 << ", mean KL " << a.mean_kl << "\n";
       if (official) {
         EXPECT_GE(a.top1, kOfficialTop1Bound);
         EXPECT_LE(a.mean_kl, kOfficialMeanKlBound);
       } else {
-        EXPECT_LE(a.median, kMedianBound);
+        EXPECT_LE(a.median(), kMedianBound);
         EXPECT_GE(a.top1, kTop1Bound);
         EXPECT_LE(a.mean_kl, kMeanKlBound);
       }
@@ -195,9 +146,9 @@ TEST_F(PrefillTensorCoreTest, ChunksCloseToWholePrompt) {
   const std::vector<float> whole = run(*g, tokens, 150);
   const std::vector<float> chunked = run(*g, tokens, 50);
   const Agreement a = agreement(chunked, whole, g->config().n_vocab);
-  std::cout << "[ prefill  ] chunks of 50 vs 150: median " << a.median << ", top-1 " << a.top1
+  std::cout << "[ prefill  ] chunks of 50 vs 150: median " << a.median() << ", top-1 " << a.top1
             << "\n";
-  EXPECT_LE(a.median, 1e-4);
+  EXPECT_LE(a.median(), 1e-4);
   EXPECT_GE(a.top1, 0.97);
   EXPECT_TRUE(same_bits(run(*g, tokens, 150), whole)) << "two runs differ";
 }

@@ -25,6 +25,7 @@
 #include "backend/cuda/linear.cuh"
 #include "backend/cuda/moe.cuh"
 #include "backend/cuda/numerics.cuh"
+#include "logit_agreement.h"
 #include "tiny_model.h"
 
 namespace magnetar::gpu {
@@ -443,39 +444,12 @@ TEST(CudaSmallKernelsTest, TinyModelDecodesCloseToCpu) {
     const std::vector<float> want = logits(cpu, 150);
     const std::vector<float> got = logits(gpu, 1);
     ASSERT_EQ(got.size(), want.size());
-    std::vector<double> relative;
-    double top1 = 0, kl_sum = 0;
-    const size_t positions = want.size() / static_cast<size_t>(V);
-    for (size_t p = 0; p < positions; ++p) {
-      const float* a = got.data() + p * V;
-      const float* b = want.data() + p * V;
-      double diff = 0, mag = 0, ma = -INFINITY, mb = -INFINITY;
-      for (int64_t i = 0; i < V; ++i) {
-        diff = std::max(diff, std::abs(double(a[i]) - b[i]));
-        mag = std::max(mag, std::abs(double(b[i])));
-        ma = std::max(ma, double(a[i]));
-        mb = std::max(mb, double(b[i]));
-      }
-      relative.push_back(diff / mag);
-      top1 += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
-      double sa = 0, sb = 0;
-      for (int64_t i = 0; i < V; ++i) {
-        sa += std::exp(a[i] - ma);
-        sb += std::exp(b[i] - mb);
-      }
-      for (int64_t i = 0; i < V; ++i) {
-        const double lb = b[i] - mb - std::log(sb), la = a[i] - ma - std::log(sa);
-        kl_sum += std::exp(lb) * (lb - la);
-      }
-    }
-    std::sort(relative.begin(), relative.end());
-    const double median = relative[relative.size() / 2];
-    std::cout << "[ decode   ] " << types << " fast order vs cpu: median " << median << ", max "
-              << relative.back() << ", top-1 " << top1 / positions << ", mean KL "
-              << kl_sum / positions << "\n";
-    EXPECT_LE(median, 3e-4);
-    EXPECT_GE(top1 / positions, 0.9);
-    EXPECT_LE(kl_sum / positions, 1e-3);
+    const Agreement a = agreement(got, want, V);
+    std::cout << "[ decode   ] " << types << " fast order vs cpu: median " << a.median() << ", max "
+              << a.quantile(1.0) << ", top-1 " << a.top1 << ", mean KL " << a.mean_kl << "\n";
+    EXPECT_LE(a.median(), 3e-4);
+    EXPECT_GE(a.top1, 0.9);
+    EXPECT_LE(a.mean_kl, 1e-3);
   }
 }
 
