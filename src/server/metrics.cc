@@ -99,6 +99,11 @@ std::string Metrics::render() const {
   auto head = [&](const char* name, const char* type, const char* help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   };
+  // A metric without labels: its head and its one value.
+  auto scalar = [&](const char* name, const char* type, const char* help, const auto& value) {
+    head(name, type, help);
+    out += fmt::format("{} {}\n", name, value);
+  };
   head("magnetar_requests_total", "counter", "HTTP requests answered, by endpoint and status.");
   for (const auto& [key, n] : requests_) {
     out += fmt::format("magnetar_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first,
@@ -109,73 +114,61 @@ std::string Metrics::render() const {
   for (const auto& [reason, n] : rejected_) {
     out += fmt::format("magnetar_requests_rejected_total{{reason=\"{}\"}} {}\n", reason, n);
   }
-  head("magnetar_generations_cancelled_total", "counter",
-       "Generations stopped because the client went away.");
-  out += fmt::format("magnetar_generations_cancelled_total {}\n", cancelled_);
-  head("magnetar_prompt_tokens_total", "counter", "Prompt tokens of served requests.");
-  out += fmt::format("magnetar_prompt_tokens_total {}\n", prompt_tokens_);
-  head("magnetar_cached_prompt_tokens_total", "counter",
-       "Prompt tokens reused from a live session or a stored state.");
-  out += fmt::format("magnetar_cached_prompt_tokens_total {}\n", cached_tokens_);
-  head("magnetar_completion_tokens_total", "counter", "Generated tokens.");
-  out += fmt::format("magnetar_completion_tokens_total {}\n", completion_tokens_);
+  scalar("magnetar_generations_cancelled_total", "counter",
+         "Generations stopped because the client went away.", cancelled_);
+  scalar("magnetar_prompt_tokens_total", "counter", "Prompt tokens of served requests.",
+         prompt_tokens_);
+  scalar("magnetar_cached_prompt_tokens_total", "counter",
+         "Prompt tokens reused from a live session or a stored state.", cached_tokens_);
+  scalar("magnetar_completion_tokens_total", "counter", "Generated tokens.", completion_tokens_);
   head("magnetar_cache_placements_total", "counter",
        "How prompts were placed on live sessions (source=\"none\" is a cache miss).");
   for (const auto& [source, n] : placements_) {
     out += fmt::format("magnetar_cache_placements_total{{source=\"{}\"}} {}\n", source, n);
   }
-  head("magnetar_engine_steps_total", "counter", "Batched engine steps.");
-  out += fmt::format("magnetar_engine_steps_total {}\n", steps_);
-  head("magnetar_engine_batch_items_total", "counter",
-       "Sessions advanced, summed over steps (divide by steps for the mean batch).");
-  out += fmt::format("magnetar_engine_batch_items_total {}\n", batch_items_);
-  head("magnetar_prefill_tokens_total", "counter", "Prompt tokens evaluated.");
-  out += fmt::format("magnetar_prefill_tokens_total {}\n", prefill_tokens_);
-  head("magnetar_decode_tokens_total", "counter", "Generated tokens evaluated.");
-  out += fmt::format("magnetar_decode_tokens_total {}\n", decode_tokens_);
-  head("magnetar_prefill_seconds_total", "counter", "Engine time attributed to prefill.");
-  out += fmt::format("magnetar_prefill_seconds_total {:.6f}\n", prefill_seconds_);
-  head("magnetar_decode_seconds_total", "counter", "Engine time attributed to decode.");
-  out += fmt::format("magnetar_decode_seconds_total {:.6f}\n", decode_seconds_);
-  head("magnetar_prefill_tokens_per_second", "gauge", "Prefill tokens per engine second.");
-  out += fmt::format("magnetar_prefill_tokens_per_second {:.3f}\n",
-                     prefill_seconds_ > 0 ? prefill_tokens_ / prefill_seconds_ : 0.0);
-  head("magnetar_decode_tokens_per_second", "gauge",
-       "Decode tokens per engine second (all sessions of a step together).");
-  out += fmt::format("magnetar_decode_tokens_per_second {:.3f}\n",
-                     decode_seconds_ > 0 ? decode_tokens_ / decode_seconds_ : 0.0);
-  head("magnetar_queue_depth", "gauge", "Generation requests waiting for a live session.");
-  out += fmt::format("magnetar_queue_depth {}\n", queue_depth_);
-  head("magnetar_busy_sessions", "gauge", "Live sessions running a generation.");
-  out += fmt::format("magnetar_busy_sessions {}\n", busy_slots_);
-  head("magnetar_sessions", "gauge", "Live sessions (--parallel).");
-  out += fmt::format("magnetar_sessions {}\n", slots_);
+  scalar("magnetar_engine_steps_total", "counter", "Batched engine steps.", steps_);
+  scalar("magnetar_engine_batch_items_total", "counter",
+         "Sessions advanced, summed over steps (divide by steps for the mean batch).",
+         batch_items_);
+  scalar("magnetar_prefill_tokens_total", "counter", "Prompt tokens evaluated.", prefill_tokens_);
+  scalar("magnetar_decode_tokens_total", "counter", "Generated tokens evaluated.", decode_tokens_);
+  scalar("magnetar_prefill_seconds_total", "counter", "Engine time attributed to prefill.",
+         fmt::format("{:.6f}", prefill_seconds_));
+  scalar("magnetar_decode_seconds_total", "counter", "Engine time attributed to decode.",
+         fmt::format("{:.6f}", decode_seconds_));
+  scalar("magnetar_prefill_tokens_per_second", "gauge", "Prefill tokens per engine second.",
+         fmt::format("{:.3f}", prefill_seconds_ > 0 ? prefill_tokens_ / prefill_seconds_ : 0.0));
+  scalar("magnetar_decode_tokens_per_second", "gauge",
+         "Decode tokens per engine second (all sessions of a step together).",
+         fmt::format("{:.3f}", decode_seconds_ > 0 ? decode_tokens_ / decode_seconds_ : 0.0));
+  scalar("magnetar_queue_depth", "gauge", "Generation requests waiting for a live session.",
+         queue_depth_);
+  scalar("magnetar_busy_sessions", "gauge", "Live sessions running a generation.", busy_slots_);
+  scalar("magnetar_sessions", "gauge", "Live sessions (--parallel).", slots_);
   if (!disk_enabled_) return out;
-  head("magnetar_kv_disk_hits_total", "counter", "Live misses served from a disk checkpoint.");
-  out += fmt::format("magnetar_kv_disk_hits_total {}\n", disk_hits_);
-  head("magnetar_kv_disk_misses_total", "counter",
-       "Live misses with no usable disk checkpoint (prefilled from the start).");
-  out += fmt::format("magnetar_kv_disk_misses_total {}\n", disk_misses_);
-  head("magnetar_kv_disk_loaded_tokens_total", "counter", "Tokens restored from disk checkpoints.");
-  out += fmt::format("magnetar_kv_disk_loaded_tokens_total {}\n", disk_loaded_tokens_);
+  scalar("magnetar_kv_disk_hits_total", "counter", "Live misses served from a disk checkpoint.",
+         disk_hits_);
+  scalar("magnetar_kv_disk_misses_total", "counter",
+         "Live misses with no usable disk checkpoint (prefilled from the start).", disk_misses_);
+  scalar("magnetar_kv_disk_loaded_tokens_total", "counter",
+         "Tokens restored from disk checkpoints.", disk_loaded_tokens_);
   head("magnetar_kv_disk_saves_total", "counter", "Disk checkpoints written, by save reason.");
   for (const auto& [reason, n] : disk_saves_) {
     out += fmt::format("magnetar_kv_disk_saves_total{{reason=\"{}\"}} {}\n", reason, n);
   }
-  head("magnetar_kv_disk_save_failures_total", "counter",
-       "Disk checkpoints not written: disk full, I/O error, or larger than the budget.");
-  out += fmt::format("magnetar_kv_disk_save_failures_total {}\n", disk_save_failures_);
-  head("magnetar_kv_disk_evictions_total", "counter", "Files deleted to keep the disk budget.");
-  out += fmt::format("magnetar_kv_disk_evictions_total {}\n", disk_evictions_);
-  head("magnetar_kv_disk_damaged_total", "counter",
-       "Damaged checkpoint files (or payloads the engine refused), deleted.");
-  out += fmt::format("magnetar_kv_disk_damaged_total {}\n", disk_damaged_);
-  head("magnetar_kv_disk_bytes", "gauge", "Bytes of the cache directory's counted files.");
-  out += fmt::format("magnetar_kv_disk_bytes {}\n", disk_bytes_);
-  head("magnetar_kv_disk_budget_bytes", "gauge", "The disk budget (--kv-disk-space-mb).");
-  out += fmt::format("magnetar_kv_disk_budget_bytes {}\n", disk_budget_bytes_);
-  head("magnetar_kv_disk_entries", "gauge", "Usable checkpoints in the cache directory.");
-  out += fmt::format("magnetar_kv_disk_entries {}\n", disk_entries_);
+  scalar("magnetar_kv_disk_save_failures_total", "counter",
+         "Disk checkpoints not written: disk full, I/O error, or larger than the budget.",
+         disk_save_failures_);
+  scalar("magnetar_kv_disk_evictions_total", "counter", "Files deleted to keep the disk budget.",
+         disk_evictions_);
+  scalar("magnetar_kv_disk_damaged_total", "counter",
+         "Damaged checkpoint files (or payloads the engine refused), deleted.", disk_damaged_);
+  scalar("magnetar_kv_disk_bytes", "gauge", "Bytes of the cache directory's counted files.",
+         disk_bytes_);
+  scalar("magnetar_kv_disk_budget_bytes", "gauge", "The disk budget (--kv-disk-space-mb).",
+         disk_budget_bytes_);
+  scalar("magnetar_kv_disk_entries", "gauge", "Usable checkpoints in the cache directory.",
+         disk_entries_);
   return out;
 }
 
