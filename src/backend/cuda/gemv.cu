@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -35,18 +36,28 @@ struct GemvParams {
   int64_t x_stride;
   int64_t x_divisor;  // experts: x row of pair p is p / x_divisor
   int64_t n_tokens;   // tokens, or pairs
-  int64_t tile0;      // row tile of blockIdx.y = 0 (launches cover at most kMaxGridY tiles)
   float* y;
   int64_t y_stride;
   int k_split;  // warps sharing the K range of one row group (1, 2, 4 or 8)
   Iq2xxsTables tables;
 };
 
-// The k_split of a row of n_chunks chunks: the largest power of two ≤ kWarps and ≤ n_chunks. It
-// depends on the shape alone, so every launch on a matrix sums in the same order.
-int k_split_for(int64_t n_chunks) {
+// Row tiles wanted per matrix: about 2.5 per resident block of an H200 (132 SMs × 3 blocks), so
+// that the persistent blocks share the tiles evenly.
+constexpr int64_t kMinTiles = 1024;
+
+// The k_split of a matrix with n_chunks chunks per row and `rows` rows, for a format whose warps
+// take up to `format_rows` rows: the smallest power of two (≤ kWarps and ≤ n_chunks) that still
+// cuts the matrix into kMinTiles tiles. Large matrices thus get k_split 1 (each warp sums whole
+// rows: no partial sums to add, and long per-warp streams), small ones up to 8 warps per row to
+// spread their few rows over the GPU. It depends on the shape and format alone (not on the token
+// count or the device), so every launch on a matrix sums in the same order.
+int k_split_for(int64_t n_chunks, int64_t rows, int format_rows) {
   int k_split = 1;
-  while (k_split < kWarps && 2 * k_split <= n_chunks) k_split *= 2;
+  while (k_split < kWarps && 2 * k_split <= n_chunks &&
+         rows / ((kWarps / k_split) * format_rows) < kMinTiles) {
+    k_split *= 2;
+  }
   return k_split;
 }
 
@@ -65,10 +76,44 @@ __host__ __device__ constexpr int min_blocks() {
   return kTokens == 1 ? 3 : 2;
 }
 
-// Grid: x = token groups of kTokens (dense) or pairs (experts, kTokens = 1); y = row tiles of
-// (kWarps / k_split) · kRows rows, from tile p.tile0. Blocks are scheduled x first, so the blocks
-// that read the same rows (other token groups, other pairs of the same expert) run close together
-// and find them in L2: DRAM sees each row tile about once. See gemv.cuh for the division of work.
+// Stages in each warp's ring: as many as fit 64 KB per block (3 blocks of 8 warps then fit an SM's
+// 228 KB), between 2 and 4. One stage is being multiplied while the others are in flight.
+template <typename F, int kTokens>
+__host__ __device__ constexpr int ring_depth() {
+  constexpr int stage = rows_per_warp<F, kTokens>() * (F::kStepBytes * F::kSteps + 16);
+  constexpr int fit = 65536 / (kWarps * stage);
+  return fit < 2 ? 2 : (fit > 4 ? 4 : fit);
+}
+
+template <typename F, int kTokens>
+__host__ __device__ constexpr int ring_bytes() {
+  return kWarps * ring_depth<F, kTokens>() * rows_per_warp<F, kTokens>() *
+         (F::kStepBytes * F::kSteps + 16);
+}
+
+// 16 bytes from global to shared memory without passing through registers (cp.async, sm_80+),
+// cached in L2 only: the weights are read once.
+__device__ __forceinline__ void copy16_async(void* shared, const void* global) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global));
+}
+__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void wait_copies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Grid: x = token groups of kTokens (dense) or pairs (experts, kTokens = 1); y = a few blocks per SM,
+// block y taking the row tiles y, y + gridDim.y, ... of (kWarps / k_split) · kRows rows each. Blocks
+// are scheduled x first, so the blocks that read the same rows (other token groups, other pairs of
+// the same expert) run close together and find them in L2: DRAM sees each row tile about once.
+//
+// Each warp streams its items, (tile, chunk) in tile order then chunk order, through a ring of
+// ring_depth() stages in shared memory: while item i is multiplied, items i + 1 .. i + depth - 1 are
+// in flight as cp.async copies, across tile boundaries, so every warp keeps a few KB of loads in
+// flight for its whole life. At the end of each tile the k_split partial sums of a row are added
+// in warp order through shared memory (two buffers, so that warps may run one tile ahead). See
+// gemv.cuh for the division of work.
 template <typename F, int kTokens, bool kExperts>
 __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(GemvParams p) {
   constexpr int kRows = rows_per_warp<F, kTokens>();
@@ -76,19 +121,24 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
   static_assert(kChunkBytes % 16 == 0, "chunks are copied as 16-byte words");
   constexpr int kChunkElems = kStepElems * F::kSteps;
   constexpr int kRowStride = kChunkBytes + 16;  // padding: load8_shared reads past a row's end
+  constexpr int kStageBytes = kRows * kRowStride;
+  constexpr int kDepth = ring_depth<F, kTokens>();
   constexpr int kWordsPerRow = kChunkBytes / 16;
   constexpr int kWords = kRows * kWordsPerRow;
-  constexpr int kLoads = (kWords + 31) / 32;  // 16-byte loads per lane per chunk
+  constexpr int kLoads = (kWords + 31) / 32;  // 16-byte copies per lane per item
 
-  __shared__ __align__(16) uint8_t stage[kWarps][kRows * kRowStride];
-  __shared__ float partial[kWarps][kRows][kTokens];
+  extern __shared__ __align__(16) uint8_t rings[];
+  __shared__ float partial[2][kWarps][kRows][kTokens];
   __shared__ gemv::SharedTables tables;
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int k_split = p.k_split;
   const int row_groups = kWarps / k_split;
-  const int64_t tile_row0 = (p.tile0 + blockIdx.y) * row_groups * kRows;
+  const int64_t tile_rows = row_groups * kRows;
+  const int64_t tiles = (p.rows + tile_rows - 1) / tile_rows;
+  const int my_tiles = static_cast<int>(
+      blockIdx.y < tiles ? (tiles - 1 - blockIdx.y) / gridDim.y + 1 : 0);  // same for every warp
 
   const uint8_t* w = p.w;
   const float* x;
@@ -99,9 +149,11 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     const int32_t e = p.expert[pair];
     if (e < 0 || e >= p.n_experts) {
       // A corrupt id: NaN outputs make it visible without reading outside the table.
-      for (int i = static_cast<int>(threadIdx.x); i < row_groups * kRows; i += kThreads) {
-        if (tile_row0 + i < p.rows)
-          p.y[pair * p.y_stride + tile_row0 + i] = __int_as_float(0x7fc00000);
+      for (int j = 0; j < my_tiles; ++j) {
+        const int64_t row0 = (blockIdx.y + static_cast<int64_t>(j) * gridDim.y) * tile_rows;
+        for (int i = static_cast<int>(threadIdx.x); i < tile_rows; i += kThreads) {
+          if (row0 + i < p.rows) p.y[pair * p.y_stride + row0 + i] = __int_as_float(0x7fc00000);
+        }
       }
       return;
     }
@@ -123,60 +175,76 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
   }
 
   const int ks = warp % k_split;
-  const int64_t row0 = tile_row0 + (warp / k_split) * kRows;
-  uint8_t* const my = stage[warp];
-  // Row r of the warp starts at w_rows + row_offset(r). Rows past the end read the last row (valid
-  // memory); their sums are never written. Offsets are relative to row0 so that they fit an int.
-  const uint8_t* const w_rows = w + row0 * p.row_bytes;
-  auto row_offset = [&](int r) {
-    return static_cast<int>((min(row0 + r, p.rows - 1) - row0) * p.row_bytes);
-  };
-
-  // Where load i of this lane reads (relative to the chunk's start in its row) and writes.
-  int src[kLoads];
-  int dst[kLoads];
-#pragma unroll
-  for (int i = 0; i < kLoads; ++i) {
-    const int word = lane + 32 * i;
-    const int r = min(word / kWordsPerRow, kRows - 1);
-    src[i] = row_offset(r) + (word % kWordsPerRow) * 16;
-    dst[i] = r * kRowStride + (word % kWordsPerRow) * 16;
-  }
+  const int group = warp / k_split;
+  uint8_t* const ring = rings + warp * kDepth * kStageBytes;
+  const int n_chunks = static_cast<int>((p.cols + kChunkElems - 1) / kChunkElems);
+  const int full_chunks = static_cast<int>(p.cols / kChunkElems);
+  const int per_tile = (n_chunks - ks + k_split - 1) / k_split;  // ≥ 1: k_split ≤ n_chunks
   const bool aligned =
       ((reinterpret_cast<uintptr_t>(w) | static_cast<uintptr_t>(p.row_bytes)) & 15) == 0;
-  const int64_t n_chunks = (p.cols + kChunkElems - 1) / kChunkElems;
-  const int64_t full_chunks = p.cols / kChunkElems;
-  auto fast = [&](int64_t c) { return aligned && c < full_chunks; };
-
-  uint4 buf[kLoads];
-  auto load = [&](int64_t c) {
-    if (!fast(c)) return;
-#pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      if (kWords % 32 == 0 || lane + 32 * i < kWords) {
-        buf[i] = __ldcs(reinterpret_cast<const uint4*>(w_rows + c * kChunkBytes + src[i]));
-      }
-    }
+  auto fast = [&](int c) { return aligned && c < full_chunks; };
+  // First row of this warp in the block's tile j. Rows past the end read the last row (valid
+  // memory); their sums are never written.
+  auto warp_row0 = [&](int j) {
+    return (blockIdx.y + static_cast<int64_t>(j) * gridDim.y) * tile_rows + group * kRows;
   };
-  auto store = [&](int64_t c) {
-    if (fast(c)) {
+  auto row_start = [&](int64_t row0, int r) {
+    return w + min(row0 + r, p.rows - 1) * p.row_bytes;
+  };
+
+  // The items of this warp are (tile j, chunk ks + m · k_split) for j < my_tiles, m < per_tile, in
+  // that order. Two cursors walk them: the issuing one, depth - 1 items ahead, and the consuming
+  // one. Indices advance by counting (no division in the loop). Copy slot l of a lane moves the
+  // 16-byte word lane + 32 l of an item: row slot_row[l], byte slot_at[l] of the row's chunk.
+  int slot_row[kLoads], slot_at[kLoads];
 #pragma unroll
-      for (int i = 0; i < kLoads; ++i) {
-        if (kWords % 32 == 0 || lane + 32 * i < kWords) {
-          *reinterpret_cast<uint4*>(my + dst[i]) = buf[i];
+  for (int l = 0; l < kLoads; ++l) {
+    const int word = lane + 32 * l;
+    slot_row[l] = min(word / kWordsPerRow, kRows - 1);
+    slot_at[l] = (word % kWordsPerRow) * 16;
+  }
+  int issue_tile = 0, issue_m = 0, issue_stage = 0;
+  const uint8_t* issue_src[kLoads];  // slot l's word in chunk 0 of the issuing tile
+  auto point_issue_tile = [&]() {
+    const int64_t row0 = warp_row0(issue_tile);
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) issue_src[l] = row_start(row0, slot_row[l]) + slot_at[l];
+  };
+  if (my_tiles > 0) point_issue_tile();
+  // Starts the copies of the next item into its stage (none for an unaligned or partial chunk,
+  // which the consumer copies itself, or past the last item); always one commit group per call.
+  auto issue_next = [&]() {
+    if (issue_tile < my_tiles) {
+      const int c = ks + issue_m * k_split;
+      if (fast(c)) {
+        uint8_t* const stage = ring + issue_stage * kStageBytes;
+        const int64_t offset = static_cast<int64_t>(c) * kChunkBytes;
+#pragma unroll
+        for (int l = 0; l < kLoads; ++l) {
+          if (kWords % 32 == 0 || lane + 32 * l < kWords) {
+            copy16_async(stage + slot_row[l] * kRowStride + slot_at[l], issue_src[l] + offset);
+          }
         }
       }
-      return;
+      issue_stage = issue_stage + 1 == kDepth ? 0 : issue_stage + 1;
+      if (++issue_m == per_tile) {
+        issue_m = 0;
+        if (++issue_tile < my_tiles) point_issue_tile();
+      }
     }
-    // Unaligned rows or the last, partial chunk: 2-byte copies (every row is 2-byte aligned).
-    const int64_t start = c * kChunkBytes;
+    commit_copies();
+  };
+  // Unaligned rows or the last, partial chunk: 2-byte copies (every row is 2-byte aligned).
+  auto copy_slow = [&](int j, int c, uint8_t* stage) {
+    const int64_t row0 = warp_row0(j);
+    const int64_t start = static_cast<int64_t>(c) * kChunkBytes;
     const int halves =
         static_cast<int>(min(static_cast<int64_t>(kChunkBytes), p.data_bytes - start) / 2);
     for (int i = lane; i < kRows * halves; i += 32) {
       const int r = i / halves;
       const int h = i % halves;
-      reinterpret_cast<uint16_t*>(my + r * kRowStride)[h] =
-          reinterpret_cast<const uint16_t*>(w_rows + start + row_offset(r))[h];
+      reinterpret_cast<uint16_t*>(stage + r * kRowStride)[h] =
+          reinterpret_cast<const uint16_t*>(row_start(row0, r) + start)[h];
     }
   };
 
@@ -187,73 +255,87 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
     for (int t = 0; t < kTokens; ++t) acc[r][t] = 0.0f;
   }
 
-  int64_t c = ks;
-  if (c < n_chunks) load(c);
-  for (; c < n_chunks; c += k_split) {
-    __syncwarp();  // the previous chunk's reads are done
-    store(c);
-    __syncwarp();
-    if (c + k_split < n_chunks) load(c + k_split);  // in flight while this chunk is multiplied
+#pragma unroll
+  for (int i = 0; i < kDepth - 1; ++i) issue_next();
+  int stage_index = 0;
+  for (int j = 0; j < my_tiles; ++j) {
+    for (int m = 0; m < per_tile; ++m) {
+      issue_next();  // into the stage of the previous item, which every lane has finished
+      wait_copies<kDepth - 1>();
+      __syncwarp();  // every lane's copies of this item are visible to the warp
+      const int c = ks + m * k_split;
+      uint8_t* const stage = ring + stage_index * kStageBytes;
+      stage_index = stage_index + 1 == kDepth ? 0 : stage_index + 1;
+      if (!fast(c)) {
+        copy_slow(j, c, stage);
+        __syncwarp();
+      }
 #pragma unroll 1
-    for (int s = 0; s < F::kSteps; ++s) {
-      const int64_t k = c * kChunkElems + s * kStepElems + kGroup * lane;
-      if (k >= p.cols) break;  // only in the last chunk; cols % 8 == 0 keeps groups whole
-      float xv[kTokens][kGroup];
-      float xs[kTokens];
+      for (int s = 0; s < F::kSteps; ++s) {
+        const int64_t k = static_cast<int64_t>(c) * kChunkElems + s * kStepElems + kGroup * lane;
+        if (k >= p.cols) break;  // only in the last chunk; cols % 8 == 0 keeps groups whole
+        float xv[kTokens][kGroup];
+        float xs[kTokens];
+#pragma unroll
+        for (int t = 0; t < kTokens; ++t) {
+          float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          float4 b = a;
+          if (t < n_tok) {
+            const float4* xt = reinterpret_cast<const float4*>(x + t * p.x_stride + k);
+            a = __ldg(xt);
+            b = __ldg(xt + 1);
+          }
+          xv[t][0] = a.x;
+          xv[t][1] = a.y;
+          xv[t][2] = a.z;
+          xv[t][3] = a.w;
+          xv[t][4] = b.x;
+          xv[t][5] = b.y;
+          xv[t][6] = b.z;
+          xv[t][7] = b.w;
+          xs[t] = 0.0f;
+          if constexpr (F::kNeedsXSum) {
+            xs[t] = ((xv[t][0] + xv[t][1]) + (xv[t][2] + xv[t][3])) +
+                    ((xv[t][4] + xv[t][5]) + (xv[t][6] + xv[t][7]));
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          F::template dot<kTokens>(stage + r * kRowStride + s * F::kStepBytes, lane, xv, xs,
+                                   acc[r], tables);
+        }
+      }
+      __syncwarp();  // the stage may be refilled
+    }
+
+    // The end of tile j for this warp: lane sums by a butterfly (every lane ends with the same
+    // bits), then the k_split warps of each row group in warp order.
+    const int buffer = j & 1;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
 #pragma unroll
       for (int t = 0; t < kTokens; ++t) {
-        float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        float4 b = a;
-        if (t < n_tok) {
-          const float4* xt = reinterpret_cast<const float4*>(x + t * p.x_stride + k);
-          a = __ldg(xt);
-          b = __ldg(xt + 1);
-        }
-        xv[t][0] = a.x;
-        xv[t][1] = a.y;
-        xv[t][2] = a.z;
-        xv[t][3] = a.w;
-        xv[t][4] = b.x;
-        xv[t][5] = b.y;
-        xv[t][6] = b.z;
-        xv[t][7] = b.w;
-        xs[t] = 0.0f;
-        if constexpr (F::kNeedsXSum) {
-          xs[t] = ((xv[t][0] + xv[t][1]) + (xv[t][2] + xv[t][3])) +
-                  ((xv[t][4] + xv[t][5]) + (xv[t][6] + xv[t][7]));
-        }
-      }
+        float v = acc[r][t];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        F::template dot<kTokens>(my + r * kRowStride + s * F::kStepBytes, lane, xv, xs, acc[r],
-                                 tables);
+        for (int m = 16; m >= 1; m /= 2) v += __shfl_xor_sync(0xffffffffu, v, m);
+        if (lane == 0) partial[buffer][warp][r][t] = v;
+        acc[r][t] = 0.0f;
       }
     }
-  }
-
-  // Lane sums by a butterfly (every lane ends with the same bits), then the k_split warps of a
-  // row group in warp order.
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int t = 0; t < kTokens; ++t) {
-      float v = acc[r][t];
-#pragma unroll
-      for (int m = 16; m >= 1; m /= 2) v += __shfl_xor_sync(0xffffffffu, v, m);
-      if (lane == 0) partial[warp][r][t] = v;
+    __syncthreads();
+    const int64_t tile_row0 = (blockIdx.y + static_cast<int64_t>(j) * gridDim.y) * tile_rows;
+    for (int i = static_cast<int>(threadIdx.x); i < row_groups * kRows * kTokens; i += kThreads) {
+      const int g = i / (kRows * kTokens);
+      const int r = (i / kTokens) % kRows;
+      const int t = i % kTokens;
+      const int64_t row = tile_row0 + g * kRows + r;
+      if (row >= p.rows || t >= n_tok) continue;
+      float sum = partial[buffer][g * k_split][r][t];
+      for (int m = 1; m < k_split; ++m) sum += partial[buffer][g * k_split + m][r][t];
+      p.y[(out0 + t) * p.y_stride + row] = sum;
     }
   }
-  __syncthreads();
-  for (int i = static_cast<int>(threadIdx.x); i < row_groups * kRows * kTokens; i += kThreads) {
-    const int group = i / (kRows * kTokens);
-    const int r = (i / kTokens) % kRows;
-    const int t = i % kTokens;
-    const int64_t row = tile_row0 + group * kRows + r;
-    if (row >= p.rows || t >= n_tok) continue;
-    float sum = partial[group * k_split][r][t];
-    for (int j = 1; j < k_split; ++j) sum += partial[group * k_split + j][r][t];
-    p.y[(out0 + t) * p.y_stride + row] = sum;
-  }
+  wait_copies<0>();  // no copy may outlive the block
 }
 
 std::string matrix_name(const DeviceMatrix& w) { return w.name ? w.name : "matrix"; }
@@ -266,27 +348,53 @@ GemvParams base_params(const DeviceMatrix& w) {
   p.cols = w.cols;
   p.row_bytes = w.row_bytes;
   p.data_bytes = quant::row_bytes(w.type, w.cols);
-  p.k_split = k_split_for((w.cols + kStepElems * F::kSteps - 1) / (kStepElems * F::kSteps));
+  p.k_split = k_split_for((w.cols + kStepElems * F::kSteps - 1) / (kStepElems * F::kSteps), w.rows,
+                          F::kRows);
   if constexpr (F::kUsesTables) p.tables = iq2xxs_device_tables();
   return p;
 }
 
-// Launches the kernel over n_x token groups or pairs and every row tile, in slices of kMaxGridY
-// tiles.
+// The blocks of the kernel that the current device holds at once (SMs × blocks per SM), which
+// sizes the persistent grid; the first call on a device also allows the kernel its dynamic shared
+// memory (above the default 48 KB for some formats).
 template <typename F, int kTokens, bool kExperts>
-void launch(GemvParams p, int64_t n_x, cudaStream_t stream) {
+int64_t resident_blocks() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];  // 0 until known
+  int device = 0;
+  MAGNETAR_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < kMaxDevices) {
+    if (const int known = cached[device].load(std::memory_order_relaxed); known > 0) return known;
+  }
+  auto* kernel = gemv_kernel<F, kTokens, kExperts>;
+  constexpr int kRingBytes = ring_bytes<F, kTokens>();
+  MAGNETAR_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kRingBytes));
+  int sms = 0, per_sm = 0;
+  MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  MAGNETAR_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kRingBytes));
+  const int blocks = std::max(1, sms) * std::max(1, per_sm);
+  if (device < kMaxDevices) cached[device].store(blocks, std::memory_order_relaxed);
+  return blocks;
+}
+
+// Launches the kernel over n_x token groups or pairs, with as many row-tile blocks per group as
+// fill the device once (each block then loops over its tiles).
+template <typename F, int kTokens, bool kExperts>
+void launch(const GemvParams& p, int64_t n_x, cudaStream_t stream) {
   const int64_t tile = (kWarps / p.k_split) * rows_per_warp<F, kTokens>();
   const int64_t tiles = (p.rows + tile - 1) / tile;
   if (n_x > kMaxGridX) {
     throw std::invalid_argument("gemv_cuda: " + std::to_string(n_x) +
                                 " token groups or pairs in one call");
   }
-  for (p.tile0 = 0; p.tile0 < tiles; p.tile0 += kMaxGridY) {
-    const dim3 grid(static_cast<unsigned>(n_x),
-                    static_cast<unsigned>(std::min(kMaxGridY, tiles - p.tile0)));
-    gemv_kernel<F, kTokens, kExperts><<<grid, kThreads, 0, stream>>>(p);
-    MAGNETAR_CUDA_CHECK(cudaGetLastError());
-  }
+  const int64_t resident = resident_blocks<F, kTokens, kExperts>();
+  const int64_t blocks_y = std::min({tiles, std::max<int64_t>(1, (resident + n_x - 1) / n_x),
+                                     kMaxGridY});
+  const dim3 grid(static_cast<unsigned>(n_x), static_cast<unsigned>(blocks_y));
+  gemv_kernel<F, kTokens, kExperts><<<grid, kThreads, ring_bytes<F, kTokens>(), stream>>>(p);
+  MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 
 template <typename F, int kTokens>

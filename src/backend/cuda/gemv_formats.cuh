@@ -123,12 +123,14 @@ __device__ __forceinline__ void bytes_to_floats(uint32_t lo, uint32_t hi, float 
 }
 
 // Q8_0: a step is 8 blocks of 34 bytes (f16 d, 32 int8 codes); lane l reads block l / 4, codes
-// 8 (l % 4) .. + 8, which lie at a 2-byte aligned offset.
+// 8 (l % 4) .. + 8, which lie at a 2-byte aligned offset. That offset depends on the lane alone
+// (steps start 4-byte aligned: 272-byte steps in stages aligned to 16), so the aligned words and
+// the funnel shift that extract the codes are computed once per lane, outside the loops.
 struct Q8_0 {
   static constexpr quant::GgmlType kType = quant::GgmlType::kQ8_0;
   static constexpr int kStepBytes = 8 * 34;
-  static constexpr int kSteps = 2;
-  static constexpr int kRows = 2;
+  static constexpr int kSteps = 4;
+  static constexpr int kRows = 4;
   static constexpr bool kNeedsXSum = false;
   static constexpr bool kUsesTables = false;
 
@@ -137,12 +139,16 @@ struct Q8_0 {
                                              const float (&x)[kTokens][kGroup],
                                              const float (&)[kTokens], float (&acc)[kTokens],
                                              const SharedTables&) {
-    const uint8_t* block = step + 34 * (lane >> 2);
-    const float d = half_float(*reinterpret_cast<const uint16_t*>(block));
-    const uint2 q = load8_shared(block + 2 + 8 * (lane & 3));
+    const int block = 34 * (lane >> 2);
+    const int codes = block + 2 + 8 * (lane & 3);
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(step + (codes & ~3));
+    const uint32_t shift = static_cast<uint32_t>(codes & 3) * 8;
+    const float d = half_float(*reinterpret_cast<const uint16_t*>(step + block));
+    const uint32_t w0 = words[0], w1 = words[1], w2 = words[2];
     // Flipping the top bit maps int8 q to the unsigned q + 128.
     float w[8];
-    bytes_to_floats(q.x ^ 0x80808080u, q.y ^ 0x80808080u, w, 128.0f);
+    bytes_to_floats(__funnelshift_r(w0, w1, shift) ^ 0x80808080u,
+                    __funnelshift_r(w1, w2, shift) ^ 0x80808080u, w, 128.0f);
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) acc[t] = __fmaf_rn(d, dot8(w, x[t]), acc[t]);
   }
