@@ -3,28 +3,32 @@
 // is for the tests and the kernel microbenchmark, which must reach these kernels by name.
 //
 // Design (shared/spec/cuda-design.md §2.4, register/shared-memory variant):
-//   - A thread block of 8 warps owns a tile of rows. Each warp owns kRows rows (2 or 4, by format)
-//     and one K-slice of them: with k_split warps per row group, warp w takes the chunks
-//     w % k_split, + k_split, ... of its rows, k_split being the largest power of two ≤ 8 that
-//     the row's chunk count allows. Small matrices (attn_kv 512 × 4096) thus still fill 256
-//     blocks of 8 warps, large ones (LM head) get many blocks of 8 row groups.
-//   - Weights move from global to shared memory in chunks of a whole number of 16-byte words per
-//     row (a chunk is a few 256-element steps: 544 B of Q8_0, 528 B of IQ2_XXS, 336 B of Q2_K,
-//     576 B of Q4_K), with 16-byte streaming loads (ld.global.cs: read once, do not keep in L1
-//     or L2 at the expense of the activations) when the row start and the row length are 16-byte
-//     aligned, which every row of the V4 matrices is; other rows (the tiny test model's 68-byte
-//     Q8_0 rows) are copied 2 bytes at a time, correct and slow. The loads of the next chunk are
-//     issued before the current one is multiplied, so each lane keeps 2-5 loads in flight.
+//   - A thread block of 8 warps owns tiles of rows. Each warp owns kRows rows (2 or 4, by format)
+//     of a tile and one K-slice of them: with k_split warps per row group, warp w takes the chunks
+//     w % k_split, + k_split, ... of its rows. k_split (1, 2, 4 or 8) depends on the matrix shape
+//     alone: 1 for large matrices (LM head, attention products: each warp sums whole rows), up to
+//     8 for small ones (attn_kv 512 × 4096) whose few rows must still spread over the GPU.
+//   - The grid is persistent: a few blocks per SM (as many as the device holds at once), each
+//     looping over the tiles y, y + gridDim.y, ... Each warp streams its (tile, chunk) items
+//     through a private ring of 2-4 shared-memory stages filled by 16-byte cp.async copies (L2
+//     only: weights are read once), so every warp keeps a few KB of loads in flight across tile
+//     boundaries. A chunk is a few 256-element steps of a row (e.g. 1088 B of Q8_0, 528 B of
+//     IQ2_XXS). Rows whose start or length is not 16-byte aligned (the tiny test model's 68-byte
+//     Q8_0 rows) are copied 2 bytes at a time, correct and slow; every V4 matrix is aligned.
 //   - Lanes decode from shared memory in registers (gemv_formats.cuh), multiply with activations
 //     read straight from global memory (L1/L2-resident: 16 KB per token at most), reused across
 //     the warp's rows, accumulate in fp32, reduce with warp shuffles, and the k_split partial sums
 //     of a row are added in warp order through shared memory. No atomics: replays are identical.
 //   - Tokens: a block handles up to 8 tokens (1, 2, 4 or 8, the smallest that covers n_tokens);
-//     larger counts take several blocks, and routed experts take one block per (token, slot)
-//     pair, its expert's matrix taken from the table. Token groups and pairs are the grid's fast
-//     axis, so the blocks reading one row tile (other token groups, other pairs of the same
+//     larger counts take several blocks, and routed experts take one block column per (token,
+//     slot) pair, its expert's matrix taken from the table. Token groups and pairs are the grid's
+//     fast axis, so the blocks reading one row tile (other token groups, other pairs of the same
 //     expert) run together and share it through L2: DRAM reads each row tile about once per
 //     launch, and only L2 traffic grows with the token count.
+//   - Cost model (measured with ncu on the H200): these kernels are bound by instruction issue,
+//     not by DRAM, whenever they decode more than ~1 byte per weight: Q8_0 costs ~5.5 lane
+//     instructions per weight (byte to float, FMA, shared loads), IQ2_XXS ~6. Hence the hoisted
+//     per-lane offsets and the long per-warp streams; see docs/performance.md for the figures.
 //
 // Numerics: every output of a token is summed in an order fixed by the matrix's shape alone (lane
 // partials over 8 elements, block scale, lane accumulation over the steps, the shuffle tree, then
