@@ -33,6 +33,10 @@ class Sequence {
   // Bytes of memory the state holds (host arrays on the CPU, device allocations on CUDA): what
   // `magnetar bench` reports as kvcache_bytes.
   virtual size_t state_bytes() const = 0;
+  // Allocates now the storage that holding `tokens` positions needs (storage that otherwise grows
+  // with the sequence), so that state_bytes() then reports the memory of a sequence that long.
+  // False where the backend's storage does not grow in steps it can take ahead (the CPU's).
+  virtual bool reserve(int64_t /*tokens*/) { return false; }
 };
 
 // One sequence advanced by a forward call.

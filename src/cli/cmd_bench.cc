@@ -96,6 +96,22 @@ void print_summary(const std::vector<engine::BenchRow>& rows) {
              gen_seconds > 0 ? 100.0 * sample_seconds / gen_seconds : 0.0);
 }
 
+// The memory one sequence takes at the whole context (-c), where the backend can say: what a
+// 1M-token session costs, without prefilling a million tokens. Reserving may not fit beside the
+// sessions of the run; that is reported, not fatal: the measurements are already printed.
+void print_full_context_state(engine::Engine& engine) {
+  try {
+    if (const std::optional<size_t> full = engine.full_context_state_bytes()) {
+      fmt::print(stderr,
+                 "magnetar bench: state of one sequence at the full context of {} tokens: {}\n",
+                 thousands(static_cast<uint64_t>(engine.context())), human_bytes(*full));
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "magnetar bench: the state at the full context could not be reserved: {}\n",
+               e.what());
+  }
+}
+
 int run_bench(const BenchCliOptions& o) {
   engine::EngineOptions eo;
   eo.model = o.model;
@@ -137,6 +153,7 @@ int run_bench(const BenchCliOptions& o) {
     print_row(rows.back());
   }
   print_summary(rows);
+  print_full_context_state(engine);
   if (file && std::fclose(file.release()) != 0) throw std::runtime_error(o.csv + ": write failed");
   return kExitOk;
 }

@@ -113,6 +113,12 @@ std::unique_ptr<Session> Engine::new_session() {
   return std::unique_ptr<Session>(new Session(*this));
 }
 
+std::optional<size_t> Engine::full_context_state_bytes() {
+  const std::unique_ptr<backend::Sequence> sequence = backend_->new_sequence();
+  if (!sequence->reserve(context_)) return std::nullopt;
+  return sequence->state_bytes();
+}
+
 void Engine::step(std::span<Session* const> sessions, const ProgressFn& progress,
                   const std::atomic<bool>* cancel) {
   int64_t total = 0, done = 0;

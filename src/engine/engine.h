@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -103,6 +104,11 @@ class Engine {
   const ModelIdentity& identity() const { return identity_; }
 
   std::unique_ptr<Session> new_session();
+
+  // Bytes of model state one sequence holds at the whole context (a fresh sequence with the
+  // backend's storage reserved for context() positions: the device memory a sequence of that
+  // length takes). Nullopt where the backend cannot reserve ahead (backend::Sequence::reserve).
+  std::optional<size_t> full_context_state_bytes();
 
   // Processes the pending tokens of every session, in chunks of prefill_chunk, calling `progress`
   // between chunks; stops early (leaving the rest pending) when `cancel` becomes true. Afterwards

@@ -39,6 +39,10 @@ class CudaSequence final : public backend::Sequence {
   }
   cpu::SequenceState export_state() const override { return state.to_cpu(); }
   size_t state_bytes() const override { return device_state_bytes(state); }
+  bool reserve(int64_t tokens) override {
+    state.reserve(tokens);
+    return true;
+  }
 
   const CudaBackend* owner;
   DeviceSequenceState state;

@@ -103,15 +103,16 @@ __device__ __forceinline__ void wait_copies() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
-// Grid: x = token groups of kTokens (dense) or pairs (experts, kTokens = 1); y = a few blocks per SM,
-// block y taking the row tiles y, y + gridDim.y, ... of (kWarps / k_split) · kRows rows each. Blocks
-// are scheduled x first, so the blocks that read the same rows (other token groups, other pairs of
-// the same expert) run close together and find them in L2: DRAM sees each row tile about once.
+// Grid: x = token groups of kTokens (dense) or pairs (experts, kTokens = 1); y = a few blocks per
+// SM, block y taking the row tiles y, y + gridDim.y, ... of (kWarps / k_split) · kRows rows each.
+// Blocks are scheduled x first, so the blocks that read the same rows (other token groups, other
+// pairs of the same expert) run close together and find them in L2: DRAM sees each row tile about
+// once.
 //
 // Each warp streams its items, (tile, chunk) in tile order then chunk order, through a ring of
-// ring_depth() stages in shared memory: while item i is multiplied, items i + 1 .. i + depth - 1 are
-// in flight as cp.async copies, across tile boundaries, so every warp keeps a few KB of loads in
-// flight for its whole life. At the end of each tile the k_split partial sums of a row are added
+// ring_depth() stages in shared memory: while item i is multiplied, items i + 1 .. i + depth - 1
+// are in flight as cp.async copies, across tile boundaries, so every warp keeps a few KB of loads
+// in flight for its whole life. At the end of each tile the k_split partial sums of a row are added
 // in warp order through shared memory (two buffers, so that warps may run one tile ahead). See
 // gemv.cuh for the division of work.
 template <typename F, int kTokens, bool kExperts>
@@ -188,9 +189,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
   auto warp_row0 = [&](int j) {
     return (blockIdx.y + static_cast<int64_t>(j) * gridDim.y) * tile_rows + group * kRows;
   };
-  auto row_start = [&](int64_t row0, int r) {
-    return w + min(row0 + r, p.rows - 1) * p.row_bytes;
-  };
+  auto row_start = [&](int64_t row0, int r) { return w + min(row0 + r, p.rows - 1) * p.row_bytes; };
 
   // The items of this warp are (tile j, chunk ks + m · k_split) for j < my_tiles, m < per_tile, in
   // that order. Two cursors walk them: the issuing one, depth - 1 items ahead, and the consuming
@@ -301,8 +300,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
         }
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
-          F::template dot<kTokens>(stage + r * kRowStride + s * F::kStepBytes, lane, xv, xs,
-                                   acc[r], tables);
+          F::template dot<kTokens>(stage + r * kRowStride + s * F::kStepBytes, lane, xv, xs, acc[r],
+                                   tables);
         }
       }
       __syncwarp();  // the stage may be refilled
@@ -390,8 +389,8 @@ void launch(const GemvParams& p, int64_t n_x, cudaStream_t stream) {
                                 " token groups or pairs in one call");
   }
   const int64_t resident = resident_blocks<F, kTokens, kExperts>();
-  const int64_t blocks_y = std::min({tiles, std::max<int64_t>(1, (resident + n_x - 1) / n_x),
-                                     kMaxGridY});
+  const int64_t blocks_y =
+      std::min({tiles, std::max<int64_t>(1, (resident + n_x - 1) / n_x), kMaxGridY});
   const dim3 grid(static_cast<unsigned>(n_x), static_cast<unsigned>(blocks_y));
   gemv_kernel<F, kTokens, kExperts><<<grid, kThreads, ring_bytes<F, kTokens>(), stream>>>(p);
   MAGNETAR_CUDA_CHECK(cudaGetLastError());

@@ -559,6 +559,28 @@ TEST_F(CudaBackendTest, ContextLimitsSequences) {
   EXPECT_THROW(g->import_state(cs->export_state()), std::invalid_argument);
 }
 
+// A sequence reserved for the whole context holds what one that processed the whole context
+// holds (the compressed rows of every layer at full capacity), more than a fresh one; the CPU
+// backend cannot reserve ahead.
+TEST_F(CudaBackendTest, ReserveTakesTheFullContextStorage) {
+  for (const int64_t context : {int64_t{24}, int64_t{300}}) {
+    auto g = cuda("q2", true, context);
+    auto reserved = g->new_sequence();
+    const size_t fresh = reserved->state_bytes();
+    ASSERT_TRUE(reserved->reserve(context));
+    auto full = g->new_sequence();
+    for (int64_t done = 0; done < context; done += 7) {
+      prefill(*g, *full, random_tokens(std::min<int64_t>(7, context - done), 40 + done));
+    }
+    ASSERT_EQ(full->position(), context);
+    EXPECT_EQ(reserved->state_bytes(), full->state_bytes()) << "context " << context;
+    EXPECT_GT(reserved->state_bytes(), fresh) << "context " << context;
+    EXPECT_EQ(reserved->position(), 0);
+  }
+  auto c = cpu("q2");
+  EXPECT_FALSE(c->new_sequence()->reserve(16));
+}
+
 // A state computed with plain numerics is not on the FP8/FP4 grid the official backend stores,
 // so that backend refuses it; a plain backend keeps it exactly.
 TEST_F(CudaBackendTest, PlainStatesNeedPlainBackend) {
