@@ -185,7 +185,7 @@ __device__ __forceinline__ void decode4(const FastLayout& c, uint4 raw, int d, f
 #endif
 
 __global__ void MAGNETAR_FAST_ATTENTION_CLUSTER __launch_bounds__(kThreadsFast)
-    fast_attention_kernel(SparseAttention a) {
+    fast_attention_kernel(SparseAttention a, int heads_per_block) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   __trap();
 #else
@@ -194,11 +194,18 @@ __global__ void MAGNETAR_FAST_ATTENTION_CLUSTER __launch_bounds__(kThreadsFast)
   const int per_lane = D / 32;
   const int d_shift = __ffs(D) - 1;  // D is a power of two
   const FastLayout layout{a.codec.quant_dims, __ffs(a.codec.block) - 1, a.codec.float_offset()};
-  const int64_t query = blockIdx.x / kClusterBlocks;  // (token, head)
+  // A cluster takes the heads [h0, h0 + heads_per_block) of token t: they read the same rows (one
+  // KV head for all query heads), decoded once per tile for all of them. Warp r works for head
+  // h0 + r / warps_per_head on the rows rg, rg + warps_per_head, ... of each tile.
+  const int head_groups = a.heads / heads_per_block;
+  const int warps_per_head = kRowGroups / heads_per_block;
+  const int64_t cluster_id = blockIdx.x / kClusterBlocks;
   const int rank = static_cast<int>(blockIdx.x % kClusterBlocks);
-  const int64_t t = query / a.heads;
-  const int h = static_cast<int>(query % a.heads);
+  const int64_t t = cluster_id / head_groups;
+  const int h0 = static_cast<int>(cluster_id % head_groups) * heads_per_block;
   const int r = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int rg = r % warps_per_head;
+  const int64_t query = t * a.heads + h0 + r / warps_per_head;  // this warp's (token, head)
   const int64_t pos = a.first + t;
   const int64_t nw = window_rows(a, pos);
   const int64_t n = nw + compressed_rows(a, t, pos);
@@ -232,7 +239,7 @@ __global__ void MAGNETAR_FAST_ATTENTION_CLUSTER __launch_bounds__(kThreadsFast)
       if (i < 4 * groups) decode4(layout, raw[k], i & (D - 1), tile + i);
     }
     __syncthreads();
-    for (int row = r; row < rows; row += kRowGroups) {
+    for (int row = rg; row < rows; row += warps_per_head) {
       const float* v = tile + row * D;
       float vk[kMaxPerLane];
       float s = 0.0f;
@@ -275,21 +282,28 @@ __global__ void MAGNETAR_FAST_ATTENTION_CLUSTER __launch_bounds__(kThreadsFast)
     const float* parts[kClusterBlocks];
     for (int c = 0; c < kClusterBlocks; ++c) parts[c] = cluster.map_shared_rank(tile, c);
     const int nope = D - a.rope_dims;
-    const float sink = a.sinks[h];
-    float top = sink;
-    for (int c = 0; c < kClusterBlocks; ++c) {
-      for (int w = 0; w < kRowGroups; ++w) top = fmaxf(top, parts[c][kRowGroups * D + 2 * w]);
-    }
-    float den = expf(sink - top);
-    for (int c = 0; c < kClusterBlocks; ++c) {
-      const float* state = parts[c] + kRowGroups * D;
-      for (int w = 0; w < kRowGroups; ++w) den += state[2 * w + 1] * expf(state[2 * w] - top);
-    }
-    float* o = a.out + query * D;
-    for (int d = 2 * threadIdx.x; d < D; d += 2 * kThreadsFast) {
+    const int pairs = D / 2;
+    for (int i = threadIdx.x; i < heads_per_block * pairs; i += kThreadsFast) {
+      const int hh = i / pairs;
+      const int d = 2 * (i % pairs);
+      const int w0 = hh * warps_per_head;  // the warps of head h0 + hh, in each block
+      const float sink = a.sinks[h0 + hh];
+      float top = sink;
+      for (int c = 0; c < kClusterBlocks; ++c) {
+        for (int w = w0; w < w0 + warps_per_head; ++w) {
+          top = fmaxf(top, parts[c][kRowGroups * D + 2 * w]);
+        }
+      }
+      float den = expf(sink - top);
+      for (int c = 0; c < kClusterBlocks; ++c) {
+        const float* state = parts[c] + kRowGroups * D;
+        for (int w = w0; w < w0 + warps_per_head; ++w) {
+          den += state[2 * w + 1] * expf(state[2 * w] - top);
+        }
+      }
       float o2[2] = {0.0f, 0.0f};
       for (int c = 0; c < kClusterBlocks; ++c) {
-        for (int w = 0; w < kRowGroups; ++w) {
+        for (int w = w0; w < w0 + warps_per_head; ++w) {
           // 0 for a warp that saw no row (m = -inf).
           const float weight = expf(parts[c][kRowGroups * D + 2 * w] - top);
           o2[0] += parts[c][w * D + d] * weight;
@@ -299,6 +313,7 @@ __global__ void MAGNETAR_FAST_ATTENTION_CLUSTER __launch_bounds__(kThreadsFast)
       o2[0] /= den;
       o2[1] /= den;
       if (d >= nope) rope_pair(o2, a.rope_freqs[(d - nope) / 2], pos, /*inverse=*/true);
+      float* o = a.out + (t * a.heads + h0 + hh) * D;
       o[d] = o2[0];
       o[d + 1] = o2[1];
     }
@@ -336,14 +351,32 @@ bool fast_supported(const SparseAttention& a) {
          power_of_two(c.block) && (c.quant_dims == 0 || (c.block % 4 == 0 && !c.format.fp4));
 }
 
+// Heads per cluster: 1 below kSharedRowsTokens queries per call (decode: the 64 heads of a token
+// spread over 128 SMs, and a token's result is the same in any batch of such steps), otherwise the
+// largest power of two ≤ 16 dividing the head count (prefill: the rows of a token are read and
+// decoded once for 16 heads instead of once per head, 16× less L2 traffic). The merge of the
+// warps' softmax states then runs over fewer warps per head, so prefill results differ from
+// decode's in the last bits, as the tensor-core products already make them.
+constexpr int64_t kSharedRowsTokens = 32;
+int heads_per_cluster(const SparseAttention& a) {
+  int heads_per_block = 1;
+  if (a.n_tokens < kSharedRowsTokens) return heads_per_block;
+  while (2 * heads_per_block <= kRowGroups && a.heads % (2 * heads_per_block) == 0) {
+    heads_per_block *= 2;
+  }
+  return heads_per_block;
+}
+
 void fast_attention(const SparseAttention& a, cudaStream_t stream) {
   const size_t tile = static_cast<size_t>(kTileRows) * a.head_dim;
   const size_t partial = static_cast<size_t>(kRowGroups) * (a.head_dim + 2);
   const int bytes = static_cast<int>(sizeof(float) * std::max(tile, partial));
   MAGNETAR_CUDA_CHECK(cudaFuncSetAttribute(fast_attention_kernel,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  fast_attention_kernel<<<static_cast<unsigned>(a.n_tokens * a.heads * kClusterBlocks),
-                          kThreadsFast, bytes, stream>>>(a);
+  const int heads_per_block = heads_per_cluster(a);
+  fast_attention_kernel<<<static_cast<unsigned>(a.n_tokens * (a.heads / heads_per_block) *
+                                                kClusterBlocks),
+                          kThreadsFast, bytes, stream>>>(a, heads_per_block);
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -8,11 +8,13 @@
 //   - With reference_order() (linear.cuh) every sum runs in the CPU's order (one thread per dot
 //     product, one per output pair), for the bit-exact tests. It uses `probs`.
 //   - Otherwise a fused kernel with an online softmax: a cluster of two 512-thread blocks per
-//     (query, head) decodes the query's rows once per 32-row tile into shared memory and splits
-//     them over 32 warps, whose states are merged in a fixed order. Its result depends only on the
-//     query's rows (not on the batch or the chunking) and stays within a few 1e-6 of the
-//     reference order (sparse_attention.cu states the bound). It takes power-of-two head_dim
-//     from 32 to 512 with FP8 or float32 rows; other shapes take the reference kernel.
+//     (query, group of heads) decodes the query's rows once per 32-row tile into shared memory and
+//     splits them over the warps of each head (32, or 2 with 16 heads), whose states are merged in
+//     a fixed order. Below 32 queries per call a cluster takes one head (its result then depends
+//     only on the query's rows, not on the batch); from 32 on (prefill) it takes 16 heads, which
+//     share every decoded tile. Either way results stay within a few 1e-6 of the reference order
+//     (sparse_attention.cu states the bound). It takes power-of-two head_dim from 32 to 512 with
+//     FP8 or float32 rows; other shapes take the reference kernel.
 // No device code here.
 #pragma once
 
