@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/linear.cuh"
@@ -333,12 +334,28 @@ __global__ void commit_window_kernel(const uint8_t* chunk_rows, int64_t row_byte
 
 bool power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
-// Whether the current device has thread block clusters (compute capability 9.0 or later).
+// Per device, once (these driver calls would otherwise cost microseconds in every layer of every
+// decode step): whether it has thread block clusters (compute capability 9.0 or later), and, if
+// so, the fast kernel allowed its largest shared memory (kTileRows rows of kMaxDims floats).
 bool clusters_available() {
-  int device = 0, major = 0;
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 no clusters, 2 ready
+  int device = 0;
   MAGNETAR_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < kMaxDevices) {
+    if (const int k = known[device].load(std::memory_order_relaxed); k != 0) return k == 2;
+  }
+  int major = 0;
   MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major >= 9;
+  const bool ready = major >= 9;
+  if (ready) {
+    const int bytes = static_cast<int>(sizeof(float) *
+                                       std::max(kTileRows * kMaxDims, kRowGroups * (kMaxDims + 2)));
+    MAGNETAR_CUDA_CHECK(cudaFuncSetAttribute(fast_attention_kernel,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  }
+  if (device < kMaxDevices) known[device].store(ready ? 2 : 1, std::memory_order_relaxed);
+  return ready;
 }
 
 // Whether the fast kernel takes these shapes and this device: thread block clusters, power-of-two
@@ -370,9 +387,7 @@ int heads_per_cluster(const SparseAttention& a) {
 void fast_attention(const SparseAttention& a, cudaStream_t stream) {
   const size_t tile = static_cast<size_t>(kTileRows) * a.head_dim;
   const size_t partial = static_cast<size_t>(kRowGroups) * (a.head_dim + 2);
-  const int bytes = static_cast<int>(sizeof(float) * std::max(tile, partial));
-  MAGNETAR_CUDA_CHECK(cudaFuncSetAttribute(fast_attention_kernel,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  const int bytes = static_cast<int>(sizeof(float) * std::max(tile, partial));  // allowed once
   const int heads_per_block = heads_per_cluster(a);
   fast_attention_kernel<<<static_cast<unsigned>(a.n_tokens * (a.heads / heads_per_block) *
                                                 kClusterBlocks),
