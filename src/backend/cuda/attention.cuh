@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda_sequence_state.h"
 #include "backend/cuda/device_array.h"
 #include "backend/cuda/device_weights.h"
+#include "backend/cuda/row_codec.h"
 
 namespace magnetar::gpu {
 
@@ -70,5 +71,25 @@ struct AttentionContext {
 void attention_chunk_cuda(const AttentionContext& ctx, std::span<const AttentionItem> items,
                           const int32_t* positions, const float* x, int64_t n_tokens, float* out,
                           AttentionBuffers& buffers, cudaStream_t stream);
+
+// The per-token kernels of the sublayer, one launch each for n_tokens tokens at positions[t]
+// (device), exposed for the kernel tests. reference_order() (linear.cuh) picks the reference
+// kernels, one 128-thread block per row in the CPU's order; otherwise the fast ones give the same
+// bits with every load in flight at once, the RoPE table computed one transcendental per thread
+// during those loads, and the row encoded one warp per block.
+//
+// query_heads_cuda: each head of q ([T][heads][head_dim]) gets the unweighted RMSNorm and RoPE of
+// its last rope_dims dims (§6.1), in place.
+void query_heads_cuda(float* q, const int32_t* positions, int64_t n_tokens, int heads, int head_dim,
+                      int rope_dims, const float* freqs, float eps, cudaStream_t stream);
+// kv_rows_cuda: the shared KV row (§6.2) of each token of kv ([T][head_dim], which is left
+// unspecified) after RMSNorm with `norm` and RoPE, stored in `codec`'s format into rows.
+void kv_rows_cuda(float* kv, const int32_t* positions, int64_t n_tokens, const float* norm,
+                  int head_dim, int rope_dims, const float* freqs, float eps, const RowCodec& codec,
+                  uint8_t* rows, cudaStream_t stream);
+// indexer_queries_cuda: each head of q ([T][heads][dim]) gets RoPE, the Hadamard transform (dim a
+// power of two) and, when official, FP4 rounding in blocks of 32 (§6.5), in place.
+void indexer_queries_cuda(float* q, const int32_t* positions, int64_t n_tokens, int heads, int dim,
+                          int rope_dims, const float* freqs, bool official, cudaStream_t stream);
 
 }  // namespace magnetar::gpu
