@@ -50,80 +50,75 @@ __global__ void indexer_queries_kernel(float* q, const int32_t* positions, int h
   if (official) cta_simulate(row, dim, 32, fp4_format());
 }
 
-// ---- The fast twins (reference_order() false): the same bits, a shorter critical path. ----
+// ---- The fast path (reference_order() false): one launch, the same bits. ----
 //
 // The reference kernels above wait for a global load per strided step, compute each RoPE pair's
-// cosine and sine on one thread after the norm, and (kv rows) leave a whole FP8 block of 64 values
-// to one thread. The fast ones issue every load of a thread at once, compute the RoPE table (one
-// transcendental per thread) while those loads are in flight, keep the norm's sums in the same
-// 128-thread order, and encode with a warp per block.
+// cosine and sine on one thread after the norm, and (KV rows) leave a whole FP8 block of 64 values
+// to one thread, in three launches. The fast kernel runs the three kinds of rows in one launch of
+// 128-thread blocks (the KV rows first: theirs is the longest path); each block issues all of a
+// thread's loads at once, computes its RoPE table (one transcendental per thread) while they are in
+// flight, keeps the norm's sums in the same 128-thread order, and encodes a warp per block.
 
 constexpr int kMaxRowPerThread = 8;                       // rows up to 1024 values
-constexpr int kMaxFastRow = kThreads * kMaxRowPerThread;  // head_dim limit of the fast kernels
-constexpr int kMaxFastIndexerDim = 1024;                  // one value per thread
+constexpr int kMaxFastRow = kThreads * kMaxRowPerThread;  // head_dim limit of the fast kernel
 
-// query_heads_kernel's results: norm in registers, RoPE from the table in shared memory.
-__global__ void query_heads_fast_kernel(float* q, const int32_t* positions, int heads, int head_dim,
-                                        int rope_dims, const float* freqs, float eps) {
-  __shared__ float row[kMaxFastRow];
-  __shared__ float trig[kMaxFastRow];
-  const int64_t th = blockIdx.x;
-  float* g = q + th * head_dim;
-  float v[kMaxRowPerThread];
-  load_strided(v, g, head_dim);
-  cta_rope_table(trig, freqs, rope_dims / 2, positions[th / heads], false);
-  const float r = rms_scale(v, head_dim, eps);
-#pragma unroll
-  for (int k = 0; k < kMaxRowPerThread; ++k) {
-    const int i = threadIdx.x + k * kThreads;
-    if (i < head_dim) row[i] = v[k] * r;
-  }
-  __syncthreads();
-  cta_rope_from(row + head_dim - rope_dims, trig, rope_dims / 2);
-  for (int i = threadIdx.x; i < head_dim; i += kThreads) g[i] = row[i];
+// Whether the fast kernel takes the indexer queries: one value per thread of a 128-thread block,
+// a power of two from 32 (a warp per FP4 block), the two values of a RoPE pair in one warp.
+bool indexer_fits_fast(int dim, int rope_dims) {
+  return dim >= 32 && dim <= kThreads && (dim & (dim - 1)) == 0 && rope_dims <= dim &&
+         (dim - rope_dims) % 2 == 0;
 }
 
-// kv_rows_kernel's rows (the float row kv is left as it was: nothing reads it afterwards).
-__global__ void kv_rows_fast_kernel(const float* kv, const int32_t* positions, const float* norm,
-                                    int head_dim, int rope_dims, const float* freqs, float eps,
-                                    RowCodec codec, uint8_t* rows) {
-  __shared__ float row[kMaxFastRow];
-  __shared__ float trig[kMaxFastRow];
-  const int64_t t = blockIdx.x;
-  float v[kMaxRowPerThread], w[kMaxRowPerThread];
-  load_strided(v, kv + t * head_dim, head_dim);
-  load_strided(w, norm, head_dim);
-  cta_rope_table(trig, freqs, rope_dims / 2, positions[t], false);
-  const float r = rms_scale(v, head_dim, eps);
+// query_heads_kernel's row th: the norm in registers, RoPE from the table in shared memory.
+__device__ void fast_query_head(const TokenRows& a, int64_t th, float* row, float* trig) {
+  float* g = a.q + th * a.head_dim;
+  float v[kMaxRowPerThread];
+  load_strided(v, g, a.head_dim);
+  cta_rope_table(trig, a.rope_freqs, a.rope_dims / 2, a.positions[th / a.heads], false);
+  const float r = rms_scale(v, a.head_dim, a.eps);
 #pragma unroll
   for (int k = 0; k < kMaxRowPerThread; ++k) {
     const int i = threadIdx.x + k * kThreads;
-    if (i < head_dim) {
+    if (i < a.head_dim) row[i] = v[k] * r;
+  }
+  __syncthreads();
+  cta_rope_from(row + a.head_dim - a.rope_dims, trig, a.rope_dims / 2);
+  for (int i = threadIdx.x; i < a.head_dim; i += kThreads) g[i] = row[i];
+}
+
+// kv_rows_kernel's row t (the float row kv is left as it was: nothing reads it afterwards).
+__device__ void fast_kv_row(const TokenRows& a, int64_t t, float* row, float* trig) {
+  float v[kMaxRowPerThread], w[kMaxRowPerThread];
+  load_strided(v, a.kv + t * a.head_dim, a.head_dim);
+  load_strided(w, a.kv_norm, a.head_dim);
+  cta_rope_table(trig, a.rope_freqs, a.rope_dims / 2, a.positions[t], false);
+  const float r = rms_scale(v, a.head_dim, a.eps);
+#pragma unroll
+  for (int k = 0; k < kMaxRowPerThread; ++k) {
+    const int i = threadIdx.x + k * kThreads;
+    if (i < a.head_dim) {
       const float normalized = v[k] * r;
       row[i] = w[k] * normalized;
     }
   }
   __syncthreads();
-  cta_rope_from(row + head_dim - rope_dims, trig, rope_dims / 2);
-  cta_encode_row_fast(row, codec, rows + t * codec.row_bytes());
+  cta_rope_from(row + a.head_dim - a.rope_dims, trig, a.rope_dims / 2);
+  cta_encode_row_fast(row, a.codec, a.kv_rows + t * a.codec.row_bytes());
 }
 
-// indexer_queries_kernel's results with one value per thread (blockDim.x = dim, a power of two
-// from 32 to 1024, dim − rope_dims even): the two values of a RoPE pair sit in neighbouring lanes,
-// which compute its cosine and its sine and swap them; the Hadamard transform runs in registers
-// (cta_hadamard_value), and each FP4 block of 32 is one warp.
-__global__ void indexer_queries_fast_kernel(float* q, const int32_t* positions, int heads, int dim,
-                                            int rope_dims, const float* freqs, bool official) {
-  __shared__ float exchange[2 * kMaxFastIndexerDim];
-  const int64_t th = blockIdx.x;
+// indexer_queries_kernel's row th with one value per thread (indexer_fits_fast): the two values of
+// a RoPE pair sit in neighbouring lanes, which compute its cosine and its sine and swap them; the
+// Hadamard transform runs in registers (cta_hadamard_value), and each FP4 block of 32 is one warp.
+__device__ void fast_indexer_head(const TokenRows& a, int64_t th, float* exchange) {
+  const int dim = a.index_dim;
   const int i = threadIdx.x;
-  float* g = q + th * dim;
-  float v = g[i];
-  const int offset = i - (dim - rope_dims);  // in the rotated part from 0 to 2 · pairs
-  const bool rotated = offset >= 0 && offset < rope_dims / 2 * 2;
+  float* g = a.index_q + th * dim;
+  float v = i < dim ? g[i] : 0.0f;
+  const int offset = i - (dim - a.rope_dims);  // in the rotated part from 0 to 2 · pairs
+  const bool rotated = i < dim && offset >= 0 && offset < a.rope_dims / 2 * 2;
   float own = 0.0f;  // the cosine (first of the pair) or sine (second) of the pair's angle
   if (rotated) {
-    const float theta = rope_angle(freqs[offset / 2], positions[th / heads]);
+    const float theta = rope_angle(a.rope_freqs[offset / 2], a.positions[th / a.index_heads]);
     own = (offset & 1) ? rope_sin(theta, false) : cos_f32(theta);
   }
   const float partner_v = __shfl_xor_sync(0xffffffffu, v, 1);
@@ -133,12 +128,29 @@ __global__ void indexer_queries_fast_kernel(float* q, const int32_t* positions, 
                      : rotated_first(v, partner_v, own, partner_trig);
   }
   v = cta_hadamard_value(v, dim, exchange);
-  if (official) {
+  if (a.official) {
     const MinifloatFormat f = fp4_format();
     const float s = pow2_ceil(warp_max(fmaxf(f.amax_floor, fabsf(v))) * f.inv_max);
     v = round_to_format(f, v / s) * s;
   }
-  g[i] = v;
+  if (i < dim) g[i] = v;
+}
+
+// Blocks [0, N): KV rows; [N, N + N·heads): query heads; then the indexer heads, if any.
+__global__ void token_rows_fast_kernel(TokenRows a) {
+  __shared__ float row[kMaxFastRow];  // also the Hadamard exchange (2 · 128 floats)
+  __shared__ float trig[kMaxFastRow];
+  int64_t b = blockIdx.x;
+  if (b < a.n_tokens) {
+    fast_kv_row(a, b, row, trig);
+    return;
+  }
+  b -= a.n_tokens;
+  if (b < a.n_tokens * a.heads) {
+    fast_query_head(a, b, row, trig);
+    return;
+  }
+  fast_indexer_head(a, b - a.n_tokens * a.heads, row);
 }
 
 void check_launch() { MAGNETAR_CUDA_CHECK(cudaGetLastError()); }
@@ -152,49 +164,29 @@ void compressor_projections(const DeviceCompressor& w, const float* x, int64_t n
 
 }  // namespace
 
-void query_heads_cuda(float* q, const int32_t* positions, int64_t n_tokens, int heads, int head_dim,
-                      int rope_dims, const float* freqs, float eps, cudaStream_t stream) {
-  if (n_tokens <= 0) return;
-  const unsigned grid = static_cast<unsigned>(n_tokens * heads);
-  if (reference_order() || head_dim > kMaxFastRow) {
-    query_heads_kernel<<<grid, kThreads, 0, stream>>>(q, positions, heads, head_dim, rope_dims,
-                                                      freqs, eps);
+void token_rows_cuda(const TokenRows& a, cudaStream_t stream) {
+  if (a.n_tokens <= 0) return;
+  const int64_t N = a.n_tokens;
+  const bool indexer = a.index_q != nullptr;
+  const bool fast = !reference_order() && a.head_dim <= kMaxFastRow;
+  const bool fast_indexer = fast && indexer && indexer_fits_fast(a.index_dim, a.rope_dims);
+  if (fast) {
+    const int64_t blocks = N + N * a.heads + (fast_indexer ? N * a.index_heads : 0);
+    token_rows_fast_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a);
   } else {
-    query_heads_fast_kernel<<<grid, kThreads, 0, stream>>>(q, positions, heads, head_dim, rope_dims,
-                                                           freqs, eps);
+    query_heads_kernel<<<static_cast<unsigned>(N * a.heads), kThreads, 0, stream>>>(
+        a.q, a.positions, a.heads, a.head_dim, a.rope_dims, a.rope_freqs, a.eps);
+    check_launch();
+    kv_rows_kernel<<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+        a.kv, a.positions, a.kv_norm, a.head_dim, a.rope_dims, a.rope_freqs, a.eps, a.codec,
+        a.kv_rows);
   }
   check_launch();
-}
-
-void kv_rows_cuda(float* kv, const int32_t* positions, int64_t n_tokens, const float* norm,
-                  int head_dim, int rope_dims, const float* freqs, float eps, const RowCodec& codec,
-                  uint8_t* rows, cudaStream_t stream) {
-  if (n_tokens <= 0) return;
-  const unsigned grid = static_cast<unsigned>(n_tokens);
-  if (reference_order() || head_dim > kMaxFastRow) {
-    kv_rows_kernel<<<grid, kThreads, 0, stream>>>(kv, positions, norm, head_dim, rope_dims, freqs,
-                                                  eps, codec, rows);
-  } else {
-    kv_rows_fast_kernel<<<grid, kThreads, 0, stream>>>(kv, positions, norm, head_dim, rope_dims,
-                                                       freqs, eps, codec, rows);
+  if (indexer && !fast_indexer) {
+    indexer_queries_kernel<<<static_cast<unsigned>(N * a.index_heads), kThreads, 0, stream>>>(
+        a.index_q, a.positions, a.index_heads, a.index_dim, a.rope_dims, a.rope_freqs, a.official);
+    check_launch();
   }
-  check_launch();
-}
-
-void indexer_queries_cuda(float* q, const int32_t* positions, int64_t n_tokens, int heads, int dim,
-                          int rope_dims, const float* freqs, bool official, cudaStream_t stream) {
-  if (n_tokens <= 0) return;
-  const unsigned grid = static_cast<unsigned>(n_tokens * heads);
-  const bool fast_shape = dim >= 32 && dim <= kMaxFastIndexerDim && (dim & (dim - 1)) == 0 &&
-                          rope_dims <= dim && (dim - rope_dims) % 2 == 0;
-  if (reference_order() || !fast_shape) {
-    indexer_queries_kernel<<<grid, kThreads, 0, stream>>>(q, positions, heads, dim, rope_dims,
-                                                          freqs, official);
-  } else {
-    indexer_queries_fast_kernel<<<grid, static_cast<unsigned>(dim), 0, stream>>>(
-        q, positions, heads, dim, rope_dims, freqs, official);
-  }
-  check_launch();
 }
 
 void AttentionBuffers::reserve(const StateLayout& layout, int64_t n_tokens, int64_t item_tokens,
@@ -246,13 +238,31 @@ void attention_chunk_cuda(const AttentionContext& ctx, std::span<const Attention
     qr_quant = b.qr_quant.data();
   }
   linear_cuda(w.q_b, qr_quant, N, b.q.data(), stream);
-  query_heads_cuda(b.q.data(), positions, N, static_cast<int>(H), static_cast<int>(hd),
-                   static_cast<int>(R), ctx.rope_freqs, c.rms_eps, stream);
 
-  // The shared key/value row (§6.2), stored compactly for the window and the attention.
+  // The shared key/value row (§6.2), stored compactly for the window and the attention, and the
+  // indexer's queries (§6.5, ratio-4 layers): the rows of every token in one call.
   linear_cuda(w.kv, xq, N, b.kv.data(), stream);
-  kv_rows_cuda(b.kv.data(), positions, N, w.kv_norm, static_cast<int>(hd), static_cast<int>(R),
-               ctx.rope_freqs, c.rms_eps, ctx.layout.kv, b.kv_rows.data(), stream);
+  TokenRows rows;
+  rows.positions = positions;
+  rows.n_tokens = N;
+  rows.rope_freqs = ctx.rope_freqs;
+  rows.rope_dims = static_cast<int>(R);
+  rows.eps = c.rms_eps;
+  rows.q = b.q.data();
+  rows.heads = static_cast<int>(H);
+  rows.head_dim = static_cast<int>(hd);
+  rows.kv = b.kv.data();
+  rows.kv_norm = w.kv_norm;
+  rows.codec = ctx.layout.kv;
+  rows.kv_rows = b.kv_rows.data();
+  if (ctx.ratio == 4) {
+    linear_cuda(w.indexer->q_b, qr_quant, N, b.index_q.data(), stream);
+    rows.index_q = b.index_q.data();
+    rows.index_heads = static_cast<int>(c.indexer_heads);
+    rows.index_dim = static_cast<int>(c.indexer_head_dim);
+    rows.official = ctx.official;
+  }
+  token_rows_cuda(rows, stream);
 
   // Compressed rows (§6.4).
   if (ctx.ratio != 0) {
@@ -279,9 +289,6 @@ void attention_chunk_cuda(const AttentionContext& ctx, std::span<const Attention
   if (ctx.ratio == 4) {
     const DeviceIndexer& iw = *w.indexer;
     const int64_t ih = c.indexer_heads, id = c.indexer_head_dim;
-    linear_cuda(iw.q_b, qr_quant, N, b.index_q.data(), stream);
-    indexer_queries_cuda(b.index_q.data(), positions, N, static_cast<int>(ih), static_cast<int>(id),
-                         static_cast<int>(R), ctx.rope_freqs, ctx.official, stream);
     const DeviceCompressor& icw = iw.compressor;
     compressor_projections(icw, x, N, b.index_kv.data(), b.index_score.data(), stream);
     linear_cuda(iw.proj, x, N, b.index_weights.data(), stream);

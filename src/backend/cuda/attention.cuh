@@ -72,24 +72,36 @@ void attention_chunk_cuda(const AttentionContext& ctx, std::span<const Attention
                           const int32_t* positions, const float* x, int64_t n_tokens, float* out,
                           AttentionBuffers& buffers, cudaStream_t stream);
 
-// The per-token kernels of the sublayer, one launch each for n_tokens tokens at positions[t]
-// (device), exposed for the kernel tests. reference_order() (linear.cuh) picks the reference
-// kernels, one 128-thread block per row in the CPU's order; otherwise the fast ones give the same
-// bits with every load in flight at once, the RoPE table computed one transcendental per thread
-// during those loads, and the row encoded one warp per block.
+// The per-token rows of the sublayer for n_tokens tokens at positions[t] (device), in place:
+// each query head ([T][heads][head_dim]) gets the unweighted RMSNorm and RoPE of its last rope_dims
+// dims (§6.1); each token's KV row (kv, [T][head_dim], left unspecified) RMSNorm with kv_norm and
+// RoPE, stored in `codec`'s format into kv_rows (§6.2); and, when index_q is not null, each indexer
+// head ([T][index_heads][index_dim]) RoPE, the Hadamard transform (index_dim a power of two) and,
+// when official, FP4 rounding in blocks of 32 (§6.5). Exposed for the kernel tests.
 //
-// query_heads_cuda: each head of q ([T][heads][head_dim]) gets the unweighted RMSNorm and RoPE of
-// its last rope_dims dims (§6.1), in place.
-void query_heads_cuda(float* q, const int32_t* positions, int64_t n_tokens, int heads, int head_dim,
-                      int rope_dims, const float* freqs, float eps, cudaStream_t stream);
-// kv_rows_cuda: the shared KV row (§6.2) of each token of kv ([T][head_dim], which is left
-// unspecified) after RMSNorm with `norm` and RoPE, stored in `codec`'s format into rows.
-void kv_rows_cuda(float* kv, const int32_t* positions, int64_t n_tokens, const float* norm,
-                  int head_dim, int rope_dims, const float* freqs, float eps, const RowCodec& codec,
-                  uint8_t* rows, cudaStream_t stream);
-// indexer_queries_cuda: each head of q ([T][heads][dim]) gets RoPE, the Hadamard transform (dim a
-// power of two) and, when official, FP4 rounding in blocks of 32 (§6.5), in place.
-void indexer_queries_cuda(float* q, const int32_t* positions, int64_t n_tokens, int heads, int dim,
-                          int rope_dims, const float* freqs, bool official, cudaStream_t stream);
+// reference_order() (linear.cuh) picks the reference kernels: one 128-thread block per row in the
+// CPU's order, three launches. Otherwise one launch gives the same bits with every load in flight
+// at once, the RoPE table computed one transcendental per thread during those loads, and the KV
+// row encoded one warp per block (an indexer head of more than 128 dims takes its reference kernel
+// in a launch of its own).
+struct TokenRows {
+  const int32_t* positions = nullptr;
+  int64_t n_tokens = 0;
+  const float* rope_freqs = nullptr;
+  int rope_dims = 0;
+  float eps = 0;
+  float* q = nullptr;
+  int heads = 0;
+  int head_dim = 0;  // of the query heads and the KV row
+  float* kv = nullptr;
+  const float* kv_norm = nullptr;
+  RowCodec codec;
+  uint8_t* kv_rows = nullptr;
+  float* index_q = nullptr;  // null: no indexer queries
+  int index_heads = 0;
+  int index_dim = 0;
+  bool official = true;  // FP4 rounding of the indexer queries
+};
+void token_rows_cuda(const TokenRows& rows, cudaStream_t stream);
 
 }  // namespace magnetar::gpu

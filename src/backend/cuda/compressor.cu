@@ -146,12 +146,11 @@ __device__ void candidate(const ChunkArgs& a, int64_t block, int c, int d, float
 // reference's (same block size), then RoPE from the table, the Hadamard transform in registers and
 // the codes by a warp per block. Dynamic shared memory: the row, the RoPE table, and the Hadamard
 // exchange (2 · head_width floats).
-__global__ void compressor_emit_fast_kernel(ChunkArgs a) {
+__device__ void fast_emit(const ChunkArgs& a, int64_t block) {
   extern __shared__ float smem[];
   float* row = smem;
   float* trig = row + a.head_width;
   float* exchange = trig + 2 * a.rope_pairs;
-  const int64_t block = a.first / a.ratio + blockIdx.x;
   cta_rope_table(trig, a.freqs, a.rope_pairs, block * a.ratio, false);
   const int candidates = a.ratio == 4 ? 2 * a.ratio : a.ratio;
   for (int d = threadIdx.x; d < a.head_width; d += blockDim.x) {
@@ -201,18 +200,40 @@ __global__ void compressor_emit_fast_kernel(ChunkArgs a) {
   cta_encode_row_fast(row, a.codec, a.rows + block * a.codec.row_bytes());
 }
 
-// compressor_store_kernel's slots with one thread per value, grid (stored token, chunk of the
-// width), the position bias added to the score on the way.
-__global__ void compressor_store_fast_kernel(ChunkArgs a, int64_t first_stored, float* state_kv,
-                                             float* state_score) {
-  const int64_t p = first_stored + blockIdx.x;
-  const int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+// compressor_store_kernel's value i of position p (one thread per value), the position bias added
+// to the score on the way.
+__device__ void fast_store(const ChunkArgs& a, int64_t p, int64_t i, float* state_kv,
+                           float* state_score) {
   if (i >= a.width) return;
   const int64_t buffer = a.ratio == 4 ? (p / a.ratio) & 1 : 0;
   const int64_t offset = (buffer * a.ratio + p % a.ratio) * a.width;
   const int64_t source = (p - a.first) * a.width + i;
   state_kv[offset + i] = a.kv[source];
   state_score[offset + i] = a.score[source] + a.ape[(p % a.ratio) * a.width + i];
+}
+
+__global__ void compressor_emit_fast_kernel(ChunkArgs a) {
+  fast_emit(a, a.first / a.ratio + blockIdx.x);
+}
+
+// Grid (stored token, chunk of the width).
+__global__ void compressor_store_fast_kernel(ChunkArgs a, int64_t first_stored, float* state_kv,
+                                             float* state_score) {
+  fast_store(a, first_stored + blockIdx.x,
+             static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x, state_kv, state_score);
+}
+
+// A decode step (one token) that completes a block, in one launch: block 0 emits the row, the
+// others store the token. They need no order: the row reads from the buffers only tokens of its
+// block and the one before (ratio 4) that precede this token by less than the buffers' period
+// (2 · ratio, or ratio), so never the slot this token goes to.
+__global__ void compressor_step_fast_kernel(ChunkArgs a, float* state_kv, float* state_score) {
+  if (blockIdx.x == 0) {
+    fast_emit(a, a.first / a.ratio);
+  } else {
+    fast_store(a, a.first, static_cast<int64_t>(blockIdx.x - 1) * blockDim.x + threadIdx.x,
+               state_kv, state_score);
+  }
 }
 
 }  // namespace
@@ -245,15 +266,22 @@ void compressor_chunk_cuda(const CompressorChunk& c, cudaStream_t stream) {
   }
   const int64_t end = c.first + c.n_tokens;
   const int64_t emitted = end / s.ratio - c.first / s.ratio;
+  const unsigned width_blocks = static_cast<unsigned>((a.width + kThreads - 1) / kThreads);
+  const size_t fast_shared =
+      static_cast<size_t>(3 * s.head_width + 2 * a.rope_pairs) * sizeof(float);
+  if (!reference && c.n_tokens == 1 && emitted == 1) {
+    compressor_step_fast_kernel<<<1 + width_blocks, kThreads, fast_shared, stream>>>(
+        a, s.kv.data(), s.score.data());
+    MAGNETAR_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   if (emitted > 0) {
     const unsigned grid = static_cast<unsigned>(emitted);
     if (reference) {
       const size_t shared = static_cast<size_t>(s.head_width) * sizeof(float);
       compressor_emit_kernel<<<grid, kThreads, shared, stream>>>(a);
     } else {
-      const size_t shared =
-          static_cast<size_t>(3 * s.head_width + 2 * a.rope_pairs) * sizeof(float);
-      compressor_emit_fast_kernel<<<grid, kThreads, shared, stream>>>(a);
+      compressor_emit_fast_kernel<<<grid, kThreads, fast_shared, stream>>>(a);
     }
     MAGNETAR_CUDA_CHECK(cudaGetLastError());
   }
@@ -267,7 +295,7 @@ void compressor_chunk_cuda(const CompressorChunk& c, cudaStream_t stream) {
       compressor_store_kernel<<<stored, kThreads, 0, stream>>>(a, first_stored, s.kv.data(),
                                                                s.score.data());
     } else {
-      const dim3 grid(stored, static_cast<unsigned>((a.width + kThreads - 1) / kThreads));
+      const dim3 grid(stored, width_blocks);
       compressor_store_fast_kernel<<<grid, kThreads, 0, stream>>>(a, first_stored, s.kv.data(),
                                                                   s.score.data());
     }

@@ -14,7 +14,8 @@
 // load at a time, the RoPE and the row codes by one thread per pair and per block. Otherwise the
 // fast kernels give the same bits: the bias added where the scores are read, the block's token
 // loads issued together, the RoPE table computed during the pooling, the Hadamard transform in
-// registers and the codes by a warp per block. No device code here.
+// registers and the codes by a warp per block; a decode step that completes a block emits its row
+// and stores its token in one launch. No device code here.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -54,17 +54,15 @@ __device__ float inverse_rms(const float* Xt, int64_t flat, float eps) {
 }
 
 // inverse_rms's bits (the same 256-thread strided order, squares in double) with kRmsBatch loads in
-// flight per thread: the plain loop waits for each load before the next add.
+// flight per thread: the plain loop waits for each load before the next add. Past the end a load
+// reads the last value again (and is not summed), so that no load sits behind a branch.
 __device__ float inverse_rms_batched(const float* __restrict__ Xt, int64_t flat, float eps) {
   double sq = 0.0;
   const int64_t stride = blockDim.x;
   for (int64_t base = threadIdx.x; base < flat; base += kRmsBatch * stride) {
     float v[kRmsBatch];
 #pragma unroll
-    for (int b = 0; b < kRmsBatch; ++b) {
-      const int64_t i = base + b * stride;
-      v[b] = i < flat ? Xt[i] : 0.0f;
-    }
+    for (int b = 0; b < kRmsBatch; ++b) v[b] = Xt[min(base + b * stride, flat - 1)];
 #pragma unroll
     for (int b = 0; b < kRmsBatch; ++b) {
       if (base + b * stride < flat) sq += static_cast<double>(v[b]) * static_cast<double>(v[b]);

@@ -1,9 +1,9 @@
-// The fast small kernels of the decode step (hyper-connections, RMSNorm, router, expert sum,
-// gathers) against their reference twins, which keep the CPU's loops: the fast kernels promise the
-// same bits for the same inputs (only the router's choice among NaN scores is left open), so every
-// comparison here is bit for bit, over 1, 2, 7, 64 and 512 tokens. The expert choice and the
-// expert sum are also checked against host computations; the whole tiny model in the fast order
-// against the CPU. Needs a CUDA GPU.
+// The fast small kernels of the decode step (hyper-connections, RMSNorm, FP8/FP4 simulation, the
+// attention rows, compressors, router, expert sum, gathers) against their reference twins, which
+// keep the CPU's loops: the fast kernels promise the same bits for the same inputs (only the
+// router's choice among NaN scores is left open), so every comparison here is bit for bit, over
+// 1 to 512 tokens. The expert choice and the expert sum are also checked against host
+// computations; the whole tiny model in the fast order against the CPU. Needs a CUDA GPU.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -160,110 +160,88 @@ TEST(CudaSmallKernelsTest, SimulateFastIsTheReference) {
   }
 }
 
-// Query heads, KV rows and indexer queries (attention.cuh): the fast kernels against the reference
-// ones at Flash's shapes (64 heads of 512 with 64 RoPE dims; indexer 64 heads of 128) and at odd
-// ones (rows not a multiple of the block, odd RoPE widths, the largest fast rows).
-struct RowShape {
-  int heads, dim, rope;
-};
-
-TEST(CudaSmallKernelsTest, QueryHeadsFastIsTheReference) {
+// The per-token rows of attention (attention.cuh: query heads, KV rows, indexer queries): the fast
+// launch against the reference kernels at Flash's shapes (64 heads of 512 with 64 RoPE dims; the
+// indexer's 64 heads of 128) and at odd ones (rows not a multiple of the block, odd RoPE widths,
+// the largest fast rows, indexer heads the fast kernel leaves to the reference one).
+TEST(CudaSmallKernelsTest, TokenRowsFastAreTheReference) {
   REQUIRE_GPU();
-  for (const RowShape s : {RowShape{64, 512, 64}, RowShape{3, 200, 10}, RowShape{2, 130, 7},
-                           RowShape{1, 1024, 128}, RowShape{5, 96, 96}}) {
-    for (const int64_t T : {1, 2, 7}) {
-      SCOPED_TRACE(std::to_string(s.heads) + " heads of " + std::to_string(s.dim) + ", rope " +
-                   std::to_string(s.rope) + ", tokens " + std::to_string(T));
-      const std::vector<float> q =
-          spread_rows(static_cast<size_t>(T * s.heads * s.dim), uint32_t(s.dim + T));
-      const std::vector<float> freqs = rope_freqs(s.rope);
-      const std::vector<int32_t> pos = random_positions(T, uint32_t(T));
-      DeviceArray<float> dfreqs{std::span<const float>(freqs)};
-      DeviceArray<int32_t> dpos{std::span<const int32_t>(pos)};
-      auto run = [&](bool reference) {
-        DeviceArray<float> d{std::span<const float>(q)};
-        in_order(reference, [&] {
-          query_heads_cuda(d.data(), dpos.data(), T, s.heads, s.dim, s.rope, dfreqs.data(), 1e-6f,
-                           0);
-        });
-        return d.download();
-      };
-      const std::vector<float> ref = run(true);
-      EXPECT_SAME_BITS(run(false), ref);
-      EXPECT_GT(first_difference(ref, q), -1);
-    }
-  }
-}
-
-TEST(CudaSmallKernelsTest, KvRowsFastIsTheReference) {
-  REQUIRE_GPU();
-  for (const RowShape s :
-       {RowShape{1, 512, 64}, RowShape{1, 200, 10}, RowShape{1, 130, 7}, RowShape{1, 1024, 0}}) {
+  struct Shape {
+    int heads, head_dim, rope, index_heads, index_dim;  // index_heads 0: no indexer
+  };
+  for (const Shape s :
+       {Shape{64, 512, 64, 64, 128}, Shape{3, 200, 10, 2, 32}, Shape{2, 130, 7, 3, 64},
+        Shape{1, 1024, 128, 1, 128}, Shape{5, 96, 96, 0, 0}, Shape{2, 512, 64, 2, 256},
+        Shape{4, 64, 0, 4, 64}}) {
     for (const bool official : {true, false}) {
-      for (const int64_t T : {1, 2, 7, 64}) {
-        SCOPED_TRACE(std::to_string(s.dim) + " dims, rope " + std::to_string(s.rope) +
+      for (const int64_t T : {1, 2, 7}) {
+        SCOPED_TRACE(std::to_string(s.heads) + " heads of " + std::to_string(s.head_dim) +
+                     ", rope " + std::to_string(s.rope) + ", indexer " +
+                     std::to_string(s.index_heads) + " x " + std::to_string(s.index_dim) +
                      (official ? ", official" : ", plain") + ", tokens " + std::to_string(T));
-        const RowCodec codec = kv_row_codec(s.dim, s.rope, official);
-        const std::vector<float> kv = spread_rows(static_cast<size_t>(T * s.dim), uint32_t(T));
-        const std::vector<float> norm = gaussian(static_cast<size_t>(s.dim), 9);
+        const uint32_t seed = uint32_t(s.head_dim * 5 + s.index_dim + T);
+        const RowCodec codec = kv_row_codec(s.head_dim, s.rope, official);
+        const std::vector<float> q =
+            spread_rows(static_cast<size_t>(T * s.heads * s.head_dim), seed);
+        const std::vector<float> kv = spread_rows(static_cast<size_t>(T * s.head_dim), seed + 1);
+        const std::vector<float> iq =
+            spread_rows(static_cast<size_t>(T * s.index_heads * s.index_dim), seed + 2);
+        const std::vector<float> norm = gaussian(static_cast<size_t>(s.head_dim), seed + 3);
         const std::vector<float> freqs = rope_freqs(s.rope);
-        const std::vector<int32_t> pos = random_positions(T, uint32_t(T + 1));
+        const std::vector<int32_t> pos = random_positions(T, seed + 4);
         DeviceArray<float> dnorm{std::span<const float>(norm)},
             dfreqs{std::span<const float>(freqs)};
         DeviceArray<int32_t> dpos{std::span<const int32_t>(pos)};
-        auto run = [&](bool reference) {
-          DeviceArray<float> d{std::span<const float>(kv)};
-          const std::vector<uint8_t> junk(static_cast<size_t>(T * codec.row_bytes()), 0xa5);
-          DeviceArray<uint8_t> rows{std::span<const uint8_t>(junk)};
-          in_order(reference, [&] {
-            kv_rows_cuda(d.data(), dpos.data(), T, dnorm.data(), s.dim, s.rope, dfreqs.data(),
-                         1e-6f, codec, rows.data(), 0);
-          });
-          return rows.download();
+        const std::vector<uint8_t> junk(static_cast<size_t>(T * codec.row_bytes()), 0xa5);
+        struct Out {
+          std::vector<float> q;
+          std::vector<uint8_t> rows;
+          std::vector<float> iq;
         };
-        const std::vector<uint8_t> ref = run(true);
-        EXPECT_EQ(run(false), ref);
-        // The reference rows decode to a normalized row: not all zero, no padding left as junk.
-        const std::vector<uint8_t> row0(ref.begin(), ref.begin() + codec.row_bytes());
-        double sq = 0;
-        for (int d = 0; d < s.dim; ++d)
-          sq += double(codec.value(row0.data(), d)) * codec.value(row0.data(), d);
-        EXPECT_GT(sq, 0.0);
-        for (int i = codec.code_bytes() + codec.n_blocks(); i < codec.float_offset(); ++i) {
-          EXPECT_EQ(row0[size_t(i)], 0);
+        auto run = [&](bool reference) {
+          DeviceArray<float> dq{std::span<const float>(q)}, dkv{std::span<const float>(kv)},
+              diq{std::span<const float>(iq)};
+          DeviceArray<uint8_t> drows{std::span<const uint8_t>(junk)};
+          TokenRows r;
+          r.positions = dpos.data();
+          r.n_tokens = T;
+          r.rope_freqs = dfreqs.data();
+          r.rope_dims = s.rope;
+          r.eps = 1e-6f;
+          r.q = dq.data();
+          r.heads = s.heads;
+          r.head_dim = s.head_dim;
+          r.kv = dkv.data();
+          r.kv_norm = dnorm.data();
+          r.codec = codec;
+          r.kv_rows = drows.data();
+          if (s.index_heads > 0) {
+            r.index_q = diq.data();
+            r.index_heads = s.index_heads;
+            r.index_dim = s.index_dim;
+            r.official = official;
+          }
+          in_order(reference, [&] { token_rows_cuda(r, 0); });
+          return Out{dq.download(), drows.download(), diq.download()};
+        };
+        const Out ref = run(true);
+        const Out fast = run(false);
+        EXPECT_SAME_BITS(fast.q, ref.q);
+        EXPECT_EQ(fast.rows, ref.rows);
+        EXPECT_SAME_BITS(fast.iq, ref.iq);
+        // The reference did its work: new queries, rows of a normalized vector, no junk padding.
+        EXPECT_GT(first_difference(ref.q, q), -1);
+        if (s.index_heads > 0) EXPECT_GT(first_difference(ref.iq, iq), -1);
+        for (int64_t t = 0; t < T; ++t) {
+          const uint8_t* row = ref.rows.data() + t * codec.row_bytes();
+          double sq = 0;
+          for (int d = 0; d < s.head_dim; ++d)
+            sq += double(codec.value(row, d)) * codec.value(row, d);
+          EXPECT_GT(sq, 0.0);
+          for (int i = codec.code_bytes() + codec.n_blocks(); i < codec.float_offset(); ++i) {
+            EXPECT_EQ(row[i], 0);
+          }
         }
-      }
-    }
-  }
-}
-
-TEST(CudaSmallKernelsTest, IndexerQueriesFastIsTheReference) {
-  REQUIRE_GPU();
-  // An odd rope width is not a fast shape: both orders run the reference kernel.
-  for (const RowShape s : {RowShape{64, 128, 64}, RowShape{3, 32, 8}, RowShape{2, 256, 0},
-                           RowShape{1, 1024, 64}, RowShape{4, 64, 64}, RowShape{2, 64, 5}}) {
-    for (const bool official : {true, false}) {
-      for (const int64_t T : {1, 2, 7}) {
-        SCOPED_TRACE(std::to_string(s.heads) + " heads of " + std::to_string(s.dim) + ", rope " +
-                     std::to_string(s.rope) + (official ? ", official" : ", plain") + ", tokens " +
-                     std::to_string(T));
-        const std::vector<float> q =
-            spread_rows(static_cast<size_t>(T * s.heads * s.dim), uint32_t(s.dim * 3 + T));
-        const std::vector<float> freqs = rope_freqs(s.rope);
-        const std::vector<int32_t> pos = random_positions(T, uint32_t(T + 2));
-        DeviceArray<float> dfreqs{std::span<const float>(freqs)};
-        DeviceArray<int32_t> dpos{std::span<const int32_t>(pos)};
-        auto run = [&](bool reference) {
-          DeviceArray<float> d{std::span<const float>(q)};
-          in_order(reference, [&] {
-            indexer_queries_cuda(d.data(), dpos.data(), T, s.heads, s.dim, s.rope, dfreqs.data(),
-                                 official, 0);
-          });
-          return d.download();
-        };
-        const std::vector<float> ref = run(true);
-        EXPECT_SAME_BITS(run(false), ref);
-        EXPECT_GT(first_difference(ref, q), -1);
       }
     }
   }
