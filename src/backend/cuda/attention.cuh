@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda_sequence_state.h"
 #include "backend/cuda/device_array.h"
 #include "backend/cuda/device_weights.h"
+#include "backend/cuda/row_codec.h"
 
 namespace magnetar::gpu {
 
@@ -70,5 +71,37 @@ struct AttentionContext {
 void attention_chunk_cuda(const AttentionContext& ctx, std::span<const AttentionItem> items,
                           const int32_t* positions, const float* x, int64_t n_tokens, float* out,
                           AttentionBuffers& buffers, cudaStream_t stream);
+
+// The per-token rows of the sublayer for n_tokens tokens at positions[t] (device), in place:
+// each query head ([T][heads][head_dim]) gets the unweighted RMSNorm and RoPE of its last rope_dims
+// dims (§6.1); each token's KV row (kv, [T][head_dim], left unspecified) RMSNorm with kv_norm and
+// RoPE, stored in `codec`'s format into kv_rows (§6.2); and, when index_q is not null, each indexer
+// head ([T][index_heads][index_dim]) RoPE, the Hadamard transform (index_dim a power of two) and,
+// when official, FP4 rounding in blocks of 32 (§6.5). Exposed for the kernel tests.
+//
+// reference_order() (linear.cuh) picks the reference kernels: one 128-thread block per row in the
+// CPU's order, three launches. Otherwise one launch gives the same bits with every load in flight
+// at once, the RoPE table computed one transcendental per thread during those loads, and the KV
+// row encoded one warp per block (an indexer head of more than 128 dims takes its reference kernel
+// in a launch of its own).
+struct TokenRows {
+  const int32_t* positions = nullptr;
+  int64_t n_tokens = 0;
+  const float* rope_freqs = nullptr;
+  int rope_dims = 0;
+  float eps = 0;
+  float* q = nullptr;
+  int heads = 0;
+  int head_dim = 0;  // of the query heads and the KV row
+  float* kv = nullptr;
+  const float* kv_norm = nullptr;
+  RowCodec codec;
+  uint8_t* kv_rows = nullptr;
+  float* index_q = nullptr;  // null: no indexer queries
+  int index_heads = 0;
+  int index_dim = 0;
+  bool official = true;  // FP4 rounding of the indexer queries
+};
+void token_rows_cuda(const TokenRows& rows, cudaStream_t stream);
 
 }  // namespace magnetar::gpu

@@ -7,7 +7,15 @@
 // A chunk is processed in two launches: every block completed in the chunk is pooled in parallel,
 // reading the tokens before the chunk from the state's block buffers and the chunk's own tokens
 // from its projections; then the chunk's last tokens are stored into the block buffers. This gives
-// exactly the CPU's token-by-token results and state. No device code here.
+// exactly the CPU's token-by-token results and state.
+//
+// reference_order() (linear.cuh) picks the reference kernels: the position bias added to the
+// chunk's scores by a launch of its own, one thread per pooled value walking the block's tokens one
+// load at a time, the RoPE and the row codes by one thread per pair and per block. Otherwise the
+// fast kernels give the same bits: the bias added where the scores are read, the block's token
+// loads issued together, the RoPE table computed during the pooling, the Hadamard transform in
+// registers and the codes by a warp per block; a decode step that completes a block emits its row
+// and stores its token in one launch. No device code here.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -21,10 +29,13 @@ namespace magnetar::gpu {
 
 struct CompressorChunk {
   DeviceCompressorState* state = nullptr;
-  RowCodec codec;                // of the emitted rows
-  const float* kv = nullptr;     // the chunk's projections [n_tokens][width]
-  const float* score = nullptr;  // the chunk's scores with the position bias, [n_tokens][width]
-  const float* norm = nullptr;   // [head width]
+  RowCodec codec;             // of the emitted rows
+  const float* kv = nullptr;  // the chunk's projections [n_tokens][width]
+  // The chunk's scores [n_tokens][width] before the position bias; the reference kernels add the
+  // bias in place (this is scratch), the fast ones as they read it.
+  float* score = nullptr;
+  const float* ape = nullptr;   // the position bias [ratio][width]: position p takes row p % ratio
+  const float* norm = nullptr;  // [head width]
   const float* rope_freqs = nullptr;
   int rope_dims = 0;
   float eps = 0;
@@ -36,10 +47,5 @@ struct CompressorChunk {
 // Pools and stores the rows of every block the chunk completes, then updates the block buffers.
 // The state's row storage must already hold (first + n_tokens) / ratio rows.
 void compressor_chunk_cuda(const CompressorChunk& chunk, cudaStream_t stream);
-
-// score[t][i] += ape[(positions[t] % ratio) · width + i] for t < n_tokens (the compressor's
-// position bias, added before the scores enter the state).
-void add_position_bias_cuda(float* score, const float* ape, const int32_t* positions,
-                            int64_t n_tokens, int ratio, int64_t width, cudaStream_t stream);
 
 }  // namespace magnetar::gpu

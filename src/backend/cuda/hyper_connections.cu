@@ -16,7 +16,9 @@ constexpr int kThreads = 256;
 constexpr int kMaxStreams = 16;  // HC is 4 in every V4 model
 // The fast mixer holds one comb entry per lane of a warp, so it takes HC <= 5.
 constexpr int kMaxWarpStreams = 5;
-constexpr int kRmsBatch = 16;
+// Loads in flight per thread in the fast RMS: a whole 4 × 4096 state with 256 threads, one round
+// trip to memory instead of four.
+constexpr int kRmsBatch = 64;
 // Blocks per token of the fast kernels: enough to spread a decode step over the SMs, few enough
 // that the per-block recomputation of the token's RMS (a 64 KB read at D = 4096) stays cheap.
 constexpr int64_t kTargetBlocks = 256;
@@ -52,17 +54,15 @@ __device__ float inverse_rms(const float* Xt, int64_t flat, float eps) {
 }
 
 // inverse_rms's bits (the same 256-thread strided order, squares in double) with kRmsBatch loads in
-// flight per thread: the plain loop waits for each load before the next add.
+// flight per thread: the plain loop waits for each load before the next add. Past the end a load
+// reads the last value again (and is not summed), so that no load sits behind a branch.
 __device__ float inverse_rms_batched(const float* __restrict__ Xt, int64_t flat, float eps) {
   double sq = 0.0;
   const int64_t stride = blockDim.x;
   for (int64_t base = threadIdx.x; base < flat; base += kRmsBatch * stride) {
     float v[kRmsBatch];
 #pragma unroll
-    for (int b = 0; b < kRmsBatch; ++b) {
-      const int64_t i = base + b * stride;
-      v[b] = i < flat ? Xt[i] : 0.0f;
-    }
+    for (int b = 0; b < kRmsBatch; ++b) v[b] = Xt[min(base + b * stride, flat - 1)];
 #pragma unroll
     for (int b = 0; b < kRmsBatch; ++b) {
       if (base + b * stride < flat) sq += static_cast<double>(v[b]) * static_cast<double>(v[b]);
@@ -163,82 +163,105 @@ __global__ void hc_head_kernel(HcShape s, const float* scale, const float* base,
 
 // ---- The fast kernels: the reference's bits, spread over more threads and blocks. ----
 
-// sinkhorn() by one warp, lane j·n + k holding C[j][k] (lanes from n·n on carry unused values).
+// sinkhorn() by one warp, lane j·HC + k holding C[j][k] (lanes from HC·HC on carry unused values).
 // Every sum reads the row or column through shuffles in the reference's order, so the result is
-// the reference's to the bit; the n sequential divisions per step run in parallel instead.
-__device__ float warp_sinkhorn(float c, int n, int iters, float eps) {
+// the reference's to the bit; the HC sequential divisions per step run in parallel instead, and
+// with HC a compile-time constant the HC shuffles of a sum are in flight together.
+template <int HC>
+__device__ float warp_sinkhorn(float c, int iters, float eps) {
   const int lane = static_cast<int>(threadIdx.x % 32);
-  const int j = lane / n;
-  const int k = lane % n;
-  auto at = [&](float v, int row, int col) { return __shfl_sync(0xffffffffu, v, row * n + col); };
+  const int j = lane / HC;
+  const int k = lane % HC;
+  auto at = [&](float v, int row, int col) { return __shfl_sync(0xffffffffu, v, row * HC + col); };
   float m = at(c, j, 0);
-  for (int kk = 1; kk < n; ++kk) m = fmaxf(m, at(c, j, kk));
+#pragma unroll
+  for (int kk = 1; kk < HC; ++kk) m = fmaxf(m, at(c, j, kk));
   const float e = exp_f32(c - m);
   float sum = 0;
-  for (int kk = 0; kk < n; ++kk) sum += at(e, j, kk);
+#pragma unroll
+  for (int kk = 0; kk < HC; ++kk) sum += at(e, j, kk);
   c = e / sum + eps;
   auto normalize_column = [&] {
     float col = 0;
-    for (int jj = 0; jj < n; ++jj) col += at(c, jj, k);
+#pragma unroll
+    for (int jj = 0; jj < HC; ++jj) col += at(c, jj, k);
     c /= col + eps;
   };
   normalize_column();
   for (int it = 1; it < iters; ++it) {
     float row = 0;
-    for (int kk = 0; kk < n; ++kk) row += at(c, j, kk);
+#pragma unroll
+    for (int kk = 0; kk < HC; ++kk) row += at(c, j, kk);
     c /= row + eps;
     normalize_column();
   }
   return c;
 }
 
-// The chunk of [0, dim) that block blockIdx.y of gridDim.y covers.
+// The chunk of [0, dim) that block blockIdx.y of `chunks` covers.
 struct Chunk {
   int64_t begin, end;
 };
-__device__ Chunk chunk_of(int64_t dim) {
-  const int64_t size = (dim + gridDim.y - 1) / gridDim.y;
+__device__ Chunk chunk_of(int64_t dim, int64_t chunks) {
+  const int64_t size = (dim + chunks - 1) / chunks;
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * size;
   return {begin, min(dim, begin + size)};
 }
 
 // y[d] = Σ_h w[h] · Xt[h][d] over the block's chunk, h ascending (the reference's order).
-__device__ void weighted_stream_sum(const float* w, const float* __restrict__ Xt, int hc,
-                                    int64_t dim, float* __restrict__ y) {
-  const Chunk c = chunk_of(dim);
+template <int HC>
+__device__ void weighted_stream_sum(const float* w, const float* __restrict__ Xt, int64_t dim,
+                                    int64_t chunks, float* __restrict__ y) {
+  const Chunk c = chunk_of(dim, chunks);
   for (int64_t d = c.begin + threadIdx.x; d < c.end; d += blockDim.x) {
     float sum = 0;
-    for (int h = 0; h < hc; ++h) sum += w[h] * Xt[h * dim + d];
+#pragma unroll
+    for (int h = 0; h < HC; ++h) sum += w[h] * Xt[h * dim + d];
     y[d] = sum;
   }
 }
 
-// hc_pre_kernel's results with grid (token, chunk of D): every block of a token computes the
-// token's RMS and mix (the same bits in each), block 0 stores the mix, each block its chunk of y.
+// hc_pre_kernel's results with grid (token, chunk of D + 1). Every block computes the token's RMS
+// (the same bits in each) with the mixer inputs it needs loaded beforehand; the chunk blocks then
+// write their chunk of y, which needs only the pre weights, while the last block alone runs the
+// Sinkhorn chain (40 dependent steps at 20 iterations) and stores the mix, so y no longer waits for
+// Sinkhorn.
+template <int HC>
 __global__ void hc_pre_fast_kernel(HcShape s, const float* scale, const float* base,
                                    const float* __restrict__ X, const float* mixer,
                                    float* __restrict__ y, float* post, float* comb) {
-  __shared__ float pre[kMaxWarpStreams];
+  __shared__ float pre[HC];
   const int64_t t = blockIdx.x;
-  const float* Xt = X + t * s.hc * s.dim;
-  const float r = inverse_rms_batched(Xt, s.hc * s.dim, s.rms_eps);
-  if (threadIdx.x < 32) {
-    const int lane = static_cast<int>(threadIdx.x);
-    const int hc = s.hc;
-    const float* m = mixer + t * s.mix;
-    const bool store = blockIdx.y == 0;
-    if (lane < hc) {
-      pre[lane] = sigmoid((m[lane] * r) * scale[0] + base[lane]) + s.hc_eps;
-      if (store)
-        post[t * hc + lane] = 2.0f * sigmoid((m[hc + lane] * r) * scale[1] + base[hc + lane]);
-    }
-    const int i = lane < hc * hc ? lane : 0;
-    float C = (m[2 * hc + i] * r) * scale[2] + base[2 * hc + i];
-    C = warp_sinkhorn(C, hc, s.sinkhorn_iters, s.hc_eps);
-    if (store && lane < hc * hc) comb[t * hc * hc + lane] = C;
+  const float* Xt = X + t * HC * s.dim;
+  const float* m = mixer + t * s.mix;
+  const int64_t chunks = gridDim.y - 1;
+  const bool mix_block = blockIdx.y == chunks;
+  const int lane = static_cast<int>(threadIdx.x);
+  // Warp 0's mixer inputs: the pre (or post) weight of stream `lane`, comb entry `lane`.
+  float m_pre = 0, b_pre = 0, s_pre = 0, m_comb = 0, b_comb = 0, s_comb = 0;
+  if (lane < HC) {
+    const int i = mix_block ? HC + lane : lane;
+    m_pre = m[i];
+    b_pre = base[i];
+    s_pre = scale[mix_block ? 1 : 0];
   }
-  __syncthreads();
-  weighted_stream_sum(pre, Xt, s.hc, s.dim, y + t * s.dim);
+  if (mix_block && lane < 32) {
+    const int i = lane < HC * HC ? lane : 0;
+    m_comb = m[2 * HC + i];
+    b_comb = base[2 * HC + i];
+    s_comb = scale[2];
+  }
+  const float r = inverse_rms_batched(Xt, HC * s.dim, s.rms_eps);
+  if (!mix_block) {
+    if (lane < HC) pre[lane] = sigmoid((m_pre * r) * s_pre + b_pre) + s.hc_eps;
+    __syncthreads();
+    weighted_stream_sum<HC>(pre, Xt, s.dim, chunks, y + t * s.dim);
+    return;
+  }
+  if (lane >= 32) return;
+  if (lane < HC) post[t * HC + lane] = 2.0f * sigmoid((m_pre * r) * s_pre + b_pre);
+  const float C = warp_sinkhorn<HC>((m_comb * r) * s_comb + b_comb, s.sinkhorn_iters, s.hc_eps);
+  if (lane < HC * HC) comb[t * HC * HC + lane] = C;
 }
 
 // hc_post_kernel's results, one thread per output value (flat index over [T][HC][D]).
@@ -258,7 +281,7 @@ __global__ void hc_post_fast_kernel(HcShape s, int64_t n, const float* post, con
   X_out[i] = sum;
 }
 
-// hc_head_kernel's results with grid (token, chunk of D), as hc_pre_fast_kernel.
+// hc_head_kernel's results with grid (token, chunk of D), each block computing the token's RMS.
 __global__ void hc_head_fast_kernel(HcShape s, const float* scale, const float* base,
                                     const float* __restrict__ X, const float* mixer,
                                     float* __restrict__ y) {
@@ -271,15 +294,30 @@ __global__ void hc_head_fast_kernel(HcShape s, const float* scale, const float* 
     w[h] = sigmoid((mixer[t * s.hc + h] * r) * scale[0] + base[h]) + s.hc_eps;
   }
   __syncthreads();
-  weighted_stream_sum(w, Xt, s.hc, s.dim, y + t * s.dim);
+  const int64_t chunks = gridDim.y;
+  const Chunk c = chunk_of(s.dim, chunks);
+  for (int64_t d = c.begin + threadIdx.x; d < c.end; d += blockDim.x) {
+    float sum = 0;
+    for (int h = 0; h < s.hc; ++h) sum += w[h] * Xt[h * s.dim + d];
+    y[t * s.dim + d] = sum;
+  }
 }
 
-// The fast kernels' grid: (token, chunk of D), about kTargetBlocks blocks in all.
-dim3 chunk_grid(const HcShape& s, int64_t n_tokens) {
+// The fast kernels' grid: (token, chunk of D), about kTargetBlocks blocks in all; hc_pre adds one
+// block per token for the mix.
+dim3 chunk_grid(const HcShape& s, int64_t n_tokens, int extra = 0) {
   const int64_t by_tokens = (kTargetBlocks + n_tokens - 1) / n_tokens;
   const int64_t by_dim = (s.dim + kThreads - 1) / kThreads;
   return dim3(static_cast<unsigned>(n_tokens),
-              static_cast<unsigned>(std::max<int64_t>(1, std::min(by_tokens, by_dim))));
+              static_cast<unsigned>(std::max<int64_t>(1, std::min(by_tokens, by_dim)) + extra));
+}
+
+template <int HC>
+void launch_hc_pre_fast(const HcShape& s, const DeviceHyperConnection& w, const float* X,
+                        int64_t n_tokens, float* y, HcMixDevice mix, const float* mixer,
+                        cudaStream_t stream) {
+  hc_pre_fast_kernel<HC><<<chunk_grid(s, n_tokens, 1), kThreads, 0, stream>>>(
+      s, w.scale, w.base, X, mixer, y, mix.post, mix.comb);
 }
 
 }  // namespace
@@ -293,8 +331,12 @@ void hc_pre_cuda(const model::ModelConfig& c, const DeviceHyperConnection& w, co
     hc_pre_kernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(
         s, w.scale, w.base, X, mixer, y, mix.post, mix.comb);
   } else {
-    hc_pre_fast_kernel<<<chunk_grid(s, n_tokens), kThreads, 0, stream>>>(
-        s, w.scale, w.base, X, mixer, y, mix.post, mix.comb);
+    using Launch = void (*)(const HcShape&, const DeviceHyperConnection&, const float*, int64_t,
+                            float*, HcMixDevice, const float*, cudaStream_t);
+    constexpr Launch launch[kMaxWarpStreams] = {launch_hc_pre_fast<1>, launch_hc_pre_fast<2>,
+                                                launch_hc_pre_fast<3>, launch_hc_pre_fast<4>,
+                                                launch_hc_pre_fast<5>};
+    launch[s.hc - 1](s, w, X, n_tokens, y, mix, mixer, stream);
   }
   MAGNETAR_CUDA_CHECK(cudaGetLastError());
 }

@@ -5,7 +5,8 @@
 // the stream sums) keeps the CPU's operation order in both of the kernel sets that
 // reference_order() (linear.cuh) chooses between: the reference kernels run one block per token
 // and Sinkhorn on one thread; the fast ones spread a token over blocks (each recomputing the
-// token's RMS in the same order) and run Sinkhorn on one warp, one matrix entry per lane, reading
+// token's RMS in the same order, all its loads in flight at once) and run Sinkhorn on one warp of
+// a block of its own, beside the ones writing y, one matrix entry per lane, reading
 // rows and columns in the same order. Both give the same bits for the same mixer outputs, whatever
 // the batch; the fast hc_pre needs HC <= 5 (4 in every V4 model) and takes the reference kernel
 // otherwise. No device code here.

@@ -100,116 +100,107 @@ __global__ void combine_kernel(const int32_t* experts, const float* routed,
   }
 }
 
-// ---- The fast router: scores and expert choice in one kernel, one warp per token. ----
+// ---- The fast router: scores and expert choice in one kernel, one block per token. ----
 
-constexpr int kRouteWarps = 4;          // tokens per block
-constexpr int kMaxExpertsPerLane = 16;  // n_expert <= 512
+constexpr int kRouteThreads = 256;      // one score per thread for 256 experts
+constexpr int kMaxExpertsPerLane = 16;  // the choosing warp holds n_expert <= 512 keys
 constexpr int kMaxFastExperts = 32 * kMaxExpertsPerLane;
 
-// A candidate of the top-k: its biased score and id. `beats` is a total order (NaN ranks below
-// every number, equal scores go to the lower id), so every lane of a shuffle tree ends with the
-// same winner, and that winner is the reference's whenever no biased score is NaN: the maximum,
-// the first in id order among equal maxima.
-struct Candidate {
-  float value;
-  int id;
-};
-__device__ bool beats(const Candidate& a, const Candidate& b) {
-  const bool a_nan = isnan(a.value), b_nan = isnan(b.value);
-  if (a_nan != b_nan) return b_nan;
-  if (!a_nan && a.value != b.value) return a.value > b.value;
-  return a.id < b.id;
+// The rank of a biased score as an integer, larger for a better score: NaN (0) below every number,
+// −0 equal to +0 (as `>` compares them), every valid key at least 1 so that 0 can mean "none".
+__device__ uint32_t score_key(float v) {
+  if (isnan(v)) return 1;
+  const uint32_t b = float_bits(v == 0.0f ? 0.0f : v);
+  return ((b & 0x80000000u) ? ~b : b | 0x80000000u) + 1;  // at most 0xff800001 (+inf)
 }
 
-// router_scores_kernel then route_kernel, to their bits: lane l holds experts l, l + 32, ...; the
-// scores are the same elementwise function, the top-k a warp argmax per slot, the weights the
-// same sequential sum by lane 0.
+// router_scores_kernel then route_kernel, to their bits: every thread scores its experts (the
+// same elementwise function, all transcendentals of a token in parallel), then one warp picks the
+// n_used experts, each slot by a warp-wide integer max of the keys (redux) and the lowest id among
+// the maxima: the reference's first maximum in id order whenever no biased score is NaN. Lane k
+// keeps slot k; the weights' sum runs over the slots in order through shuffles.
 __global__ void route_fast_kernel(const float* __restrict__ logits, float* __restrict__ scores,
                                   const float* bias, const int32_t* token_experts,
-                                  const int32_t* tokens, int64_t n_tokens, int n_expert, int n_used,
+                                  const int32_t* tokens, int n_expert, int n_used,
                                   float route_scale, int32_t* experts, float* weights) {
-  __shared__ float token_scores[kRouteWarps][kMaxFastExperts];
-  __shared__ int chosen[kRouteWarps][kMaxUsed];
-  const int warp = static_cast<int>(threadIdx.x / 32);
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouteWarps + warp;
-  if (t >= n_tokens) return;  // whole warps leave together
-  float* s = token_scores[warp];
-  float biased[kMaxExpertsPerLane];
-#pragma unroll
-  for (int i = 0; i < kMaxExpertsPerLane; ++i) biased[i] = NAN;
-#pragma unroll
-  for (int i = 0; i < kMaxExpertsPerLane; ++i) {
-    const int e = lane + 32 * i;
-    if (e < n_expert) {
-      const float score = sqrt_softplus(logits[t * n_expert + e]);
-      scores[t * n_expert + e] = score;
-      s[e] = score;
-      if (token_experts == nullptr) biased[i] = score + bias[e];
-    }
+  __shared__ float s[kMaxFastExperts];
+  __shared__ uint32_t keys[kMaxFastExperts];
+  const int64_t t = blockIdx.x;
+  for (int e = threadIdx.x; e < n_expert; e += blockDim.x) {
+    const float score = sqrt_softplus(logits[t * n_expert + e]);
+    scores[t * n_expert + e] = score;
+    s[e] = score;
+    if (token_experts == nullptr) keys[e] = score_key(score + bias[e]);
   }
+  __syncthreads();
+  if (threadIdx.x >= 32) return;
+  const int lane = static_cast<int>(threadIdx.x);
+  int chosen = 0;  // lane k < n_used: the expert of slot k
   if (token_experts != nullptr) {
-    if (lane < n_used) {
-      chosen[warp][lane] = token_experts[static_cast<int64_t>(tokens[t]) * n_used + lane];
-    }
+    if (lane < n_used) chosen = token_experts[static_cast<int64_t>(tokens[t]) * n_used + lane];
   } else {
-    uint32_t taken = 0;  // bit i: expert lane + 32·i is chosen
+    uint32_t key[kMaxExpertsPerLane];  // of expert lane + 32·i; 0 once taken or past n_expert
+#pragma unroll
+    for (int i = 0; i < kMaxExpertsPerLane; ++i) {
+      const int e = lane + 32 * i;
+      key[i] = e < n_expert ? keys[e] : 0;
+    }
     for (int k = 0; k < n_used; ++k) {
-      Candidate best{NAN, INT_MAX};
+      uint32_t best = 0;
+      int best_id = INT_MAX;
 #pragma unroll
       for (int i = 0; i < kMaxExpertsPerLane; ++i) {
-        const Candidate c{biased[i], lane + 32 * i};
-        if (c.id < n_expert && (taken >> i & 1u) == 0 && beats(c, best)) best = c;
+        if (key[i] > best) {  // ascending ids: the first maximum of the lane wins ties
+          best = key[i];
+          best_id = lane + 32 * i;
+        }
       }
+      const uint32_t top = __reduce_max_sync(0xffffffffu, best);
+      const int id = __reduce_min_sync(0xffffffffu, best == top ? best_id : INT_MAX);
 #pragma unroll
-      for (int offset = 16; offset > 0; offset >>= 1) {
-        const Candidate other{__shfl_xor_sync(0xffffffffu, best.value, offset),
-                              __shfl_xor_sync(0xffffffffu, best.id, offset)};
-        if (beats(other, best)) best = other;
+      for (int i = 0; i < kMaxExpertsPerLane; ++i) {
+        if (lane + 32 * i == id) key[i] = 0;
       }
-      if (best.id < n_expert && best.id % 32 == lane) taken |= 1u << (best.id / 32);
-      if (lane == 0) chosen[warp][k] = best.id;
+      if (lane == k) chosen = id;
     }
   }
-  __syncwarp();
-  if (lane == 0) {
-    const int* c = chosen[warp];
-    float sum = 0;
-    for (int k = 0; k < n_used; ++k) sum += s[c[k]];
-    for (int k = 0; k < n_used; ++k) {
-      experts[t * n_used + k] = c[k];
-      weights[t * n_used + k] = s[c[k]] / sum * route_scale;
-    }
+  const float mine = lane < n_used ? s[chosen] : 0.0f;
+  float sum = 0;
+  for (int k = 0; k < n_used; ++k) sum += __shfl_sync(0xffffffffu, mine, k);
+  if (lane < n_used) {
+    experts[t * n_used + lane] = chosen;
+    weights[t * n_used + lane] = mine / sum * route_scale;
   }
 }
 
-// combine_kernel's bits with one thread per output value, grid (token, chunks of D).
+// combine_kernel's bits with one thread per output value, grid (token, chunks of D). The order of
+// the token's pairs (by expert id, equal ids by slot: the reference's stable insertion sort) is
+// each pair's rank, counted by the first warp from ids loaded all at once; the reference sort reads
+// them one dependent load after another.
 __global__ void combine_fast_kernel(const int32_t* experts, const float* __restrict__ routed,
                                     const int32_t* row_of_pair, const float* __restrict__ shared,
                                     int n_used, int64_t dim, float* __restrict__ out) {
   __shared__ int64_t rows[kMaxUsed];
   const int64_t t = blockIdx.x;
-  if (threadIdx.x == 0) {
-    int order[kMaxUsed];
-    for (int k = 0; k < n_used; ++k) {
-      int j = k;
-      while (j > 0 && experts[t * n_used + order[j - 1]] > experts[t * n_used + k]) {
-        order[j] = order[j - 1];
-        --j;
-      }
-      order[j] = k;
+  const int64_t d = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  const float last = d < dim ? shared[t * dim + d] : 0.0f;  // loaded while the order is found
+  if (threadIdx.x < 32) {
+    const int k = static_cast<int>(threadIdx.x);
+    const int64_t p = t * n_used + k;
+    const int32_t id = k < n_used ? experts[p] : 0;
+    const int64_t row = k < n_used ? (row_of_pair != nullptr ? row_of_pair[p] : p) : 0;
+    int rank = 0;
+    for (int j = 0; j < n_used; ++j) {
+      const int32_t other = __shfl_sync(0xffffffffu, id, j);
+      rank += other < id || (other == id && j < k) ? 1 : 0;
     }
-    for (int k = 0; k < n_used; ++k) {
-      const int64_t p = t * n_used + order[k];
-      rows[k] = row_of_pair != nullptr ? row_of_pair[p] : p;
-    }
+    if (k < n_used) rows[rank] = row;
   }
   __syncthreads();
-  const int64_t d = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (d >= dim) return;
   float sum = 0.0f;
   for (int k = 0; k < n_used; ++k) sum += routed[rows[k] * dim + d];
-  sum += shared[t * dim + d];
+  sum += last;
   out[t * dim + d] = sum;
 }
 
@@ -235,10 +226,9 @@ void route_tokens_cuda(const float* logits, const float* bias, const int32_t* to
                                                                 n_tokens, n_expert, n_used,
                                                                 route_scale, experts, weights);
   } else {
-    route_fast_kernel<<<static_cast<unsigned>((n_tokens + kRouteWarps - 1) / kRouteWarps),
-                        32 * kRouteWarps, 0, stream>>>(logits, scores, bias, token_experts, tokens,
-                                                       n_tokens, n_expert, n_used, route_scale,
-                                                       experts, weights);
+    route_fast_kernel<<<static_cast<unsigned>(n_tokens), kRouteThreads, 0, stream>>>(
+        logits, scores, bias, token_experts, tokens, n_expert, n_used, route_scale, experts,
+        weights);
   }
   check_launch();
 }

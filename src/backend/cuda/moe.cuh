@@ -58,7 +58,8 @@ void moe_chunk_cuda(const MoeContext& ctx, const int32_t* tokens, const float* x
 
 // The router and the final sum of moe_chunk_cuda, also called alone by the kernel tests. In the
 // reference order (linear.cuh) they run the CPU's loops one token per thread or block; otherwise
-// one warp per token picks the experts and the sum spreads over blocks, with the same bits: the
+// one block per token scores the experts in parallel and one warp of it picks them, and the sum
+// spreads over blocks, with the same bits: the
 // scores are the same elementwise function, the top-k an exact argmax (ties to the lower id; with
 // a NaN biased score the choice may differ from the reference's), and every sum keeps its order.
 //

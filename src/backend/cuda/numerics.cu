@@ -12,7 +12,7 @@ namespace magnetar::gpu {
 namespace {
 
 constexpr int kNormThreads = 256;
-constexpr int kNormBatch = 8;
+constexpr int kNormPerThread = 32;   // the fast kernel's rows: up to 8192 values (Pro: 7168)
 constexpr int kSimulatePerLane = 8;  // blocks of up to 256 values (FP8 uses 128, FP4 32)
 
 __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t dim, float eps) {
@@ -33,46 +33,24 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_
 }
 
 // rms_norm_kernel's bits (the same 256-thread strided order: fp32 squares summed in double) with
-// kNormBatch loads in flight per thread in both passes; the plain loops wait for every load. y may
-// alias x: each value is read and then written by the same thread.
+// the thread's whole share of the row (and of w) loaded at once into registers: one round trip to
+// memory where the plain loops wait for every load of both passes. y may alias x: each value is
+// read and then written by the same thread.
 __global__ void rms_norm_fast_kernel(const float* x, const float* w, float* y, int64_t dim,
                                      float eps) {
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
-  const int64_t stride = blockDim.x;
-  const int64_t step = kNormBatch * stride;
-  double sum = 0.0;
-  for (int64_t base = threadIdx.x; base < dim; base += step) {
-    float v[kNormBatch];
+  const int n = static_cast<int>(dim);
+  float v[kNormPerThread], g[kNormPerThread];
+  load_strided(v, xr, n);
+  if (w != nullptr) load_strided(g, w, n);
+  const float r = rms_scale(v, n, eps);
 #pragma unroll
-    for (int b = 0; b < kNormBatch; ++b) v[b] = base + b * stride < dim ? xr[base + b * stride] : 0;
-#pragma unroll
-    for (int b = 0; b < kNormBatch; ++b) {
-      if (base + b * stride < dim) {
-        const float square = v[b] * v[b];
-        sum += square;
-      }
-    }
-  }
-  sum = block_sum(sum);
-  const float mean = static_cast<float>(sum) / static_cast<float>(dim);
-  const float r = 1.0f / sqrtf(mean + eps);
-  for (int64_t base = threadIdx.x; base < dim; base += step) {
-    float v[kNormBatch];
-    float g[kNormBatch];
-#pragma unroll
-    for (int b = 0; b < kNormBatch; ++b) {
-      const int64_t i = base + b * stride;
-      v[b] = i < dim ? xr[i] : 0;
-      g[b] = i < dim && w != nullptr ? w[i] : 1;
-    }
-#pragma unroll
-    for (int b = 0; b < kNormBatch; ++b) {
-      const int64_t i = base + b * stride;
-      if (i < dim) {
-        const float normalized = v[b] * r;
-        yr[i] = w == nullptr ? normalized : g[b] * normalized;
-      }
+  for (int k = 0; k < kNormPerThread; ++k) {
+    const int i = threadIdx.x + k * kNormThreads;
+    if (i < n) {
+      const float normalized = v[k] * r;
+      yr[i] = w == nullptr ? normalized : g[k] * normalized;
     }
   }
 }
@@ -137,7 +115,7 @@ void simulate_rows(float* x, int64_t n_rows, int64_t cols, int64_t block, Minifl
 void rms_norm_rows_cuda(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim,
                         float eps, cudaStream_t stream) {
   if (n_rows <= 0) return;
-  if (reference_order()) {
+  if (reference_order() || dim > kNormThreads * kNormPerThread) {
     rms_norm_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim, eps);
   } else {
     rms_norm_fast_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(x, w, y, dim,

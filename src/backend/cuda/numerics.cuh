@@ -11,7 +11,8 @@ namespace magnetar::gpu {
 
 // cpu::rms_norm of each of n_rows rows of `dim` values: y = w · (x · r); w == nullptr for the
 // unweighted form. y may alias x. One 256-thread block per row in the CPU's order; outside
-// reference_order() (linear.cuh) the same sums with eight loads in flight per thread (same bits).
+// reference_order() (linear.cuh), for rows up to 8192 values, the same sums with all of a thread's
+// loads in flight at once (same bits).
 void rms_norm_rows_cuda(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim,
                         float eps, cudaStream_t stream);
 

@@ -1,9 +1,9 @@
-// The fast small kernels of the decode step (hyper-connections, RMSNorm, router, expert sum,
-// gathers) against their reference twins, which keep the CPU's loops: the fast kernels promise the
-// same bits for the same inputs (only the router's choice among NaN scores is left open), so every
-// comparison here is bit for bit, over 1, 2, 7, 64 and 512 tokens. The expert choice and the
-// expert sum are also checked against host computations; the whole tiny model in the fast order
-// against the CPU. Needs a CUDA GPU.
+// The fast small kernels of the decode step (hyper-connections, RMSNorm, FP8/FP4 simulation, the
+// attention rows, compressors, router, expert sum, gathers) against their reference twins, which
+// keep the CPU's loops: the fast kernels promise the same bits for the same inputs (only the
+// router's choice among NaN scores is left open), so every comparison here is bit for bit, over
+// 1 to 512 tokens. The expert choice and the expert sum are also checked against host
+// computations; the whole tiny model in the fast order against the CPU. Needs a CUDA GPU.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/attention.cuh"
+#include "backend/cuda/compressor.cuh"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/device_array.h"
 #include "backend/cuda/embedding.cuh"
@@ -63,6 +65,30 @@ int64_t first_difference(const std::vector<float>& a, const std::vector<float>& 
 }
 
 #define EXPECT_SAME_BITS(a, b) EXPECT_EQ(first_difference(a, b), -1)
+
+// Rows whose values span many binades (so that FP8/FP4 blocks get different scales).
+std::vector<float> spread_rows(size_t n, uint32_t seed) {
+  std::vector<float> x = gaussian(n, seed, 2.0f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::ldexp(x[i], int(i / 61 % 16) - 8);
+  return x;
+}
+
+// RoPE frequencies theta^(-2j/dims) as the model's table has them, and positions up to 2^20 (large
+// angles exercise the argument reduction of cos and sin).
+std::vector<float> rope_freqs(int rope_dims) {
+  std::vector<float> f(static_cast<size_t>(std::max(rope_dims / 2, 1)));
+  for (size_t j = 0; j < f.size(); ++j)
+    f[j] = float(std::pow(10000.0, -2.0 * double(j) / rope_dims));
+  return f;
+}
+std::vector<int32_t> random_positions(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> pick(0, 1 << 20);
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  for (int32_t& v : p) v = pick(rng);
+  if (!p.empty()) p[0] = 0;  // the identity rotation
+  return p;
+}
 
 TEST(CudaSmallKernelsTest, RmsNormFastIsTheReference) {
   REQUIRE_GPU();
@@ -130,6 +156,182 @@ TEST(CudaSmallKernelsTest, SimulateFastIsTheReference) {
           EXPECT_GT(first_difference(ref, x), -1);  // the rounding did something
         }
       }
+    }
+  }
+}
+
+// The per-token rows of attention (attention.cuh: query heads, KV rows, indexer queries): the fast
+// launch against the reference kernels at Flash's shapes (64 heads of 512 with 64 RoPE dims; the
+// indexer's 64 heads of 128) and at odd ones (rows not a multiple of the block, odd RoPE widths,
+// the largest fast rows, indexer heads the fast kernel leaves to the reference one).
+TEST(CudaSmallKernelsTest, TokenRowsFastAreTheReference) {
+  REQUIRE_GPU();
+  struct Shape {
+    int heads, head_dim, rope, index_heads, index_dim;  // index_heads 0: no indexer
+  };
+  for (const Shape s :
+       {Shape{64, 512, 64, 64, 128}, Shape{3, 200, 10, 2, 32}, Shape{2, 130, 7, 3, 64},
+        Shape{1, 1024, 128, 1, 128}, Shape{5, 96, 96, 0, 0}, Shape{2, 512, 64, 2, 256},
+        Shape{4, 64, 0, 4, 64}}) {
+    for (const bool official : {true, false}) {
+      for (const int64_t T : {1, 2, 7}) {
+        SCOPED_TRACE(std::to_string(s.heads) + " heads of " + std::to_string(s.head_dim) +
+                     ", rope " + std::to_string(s.rope) + ", indexer " +
+                     std::to_string(s.index_heads) + " x " + std::to_string(s.index_dim) +
+                     (official ? ", official" : ", plain") + ", tokens " + std::to_string(T));
+        const uint32_t seed = uint32_t(s.head_dim * 5 + s.index_dim + T);
+        const RowCodec codec = kv_row_codec(s.head_dim, s.rope, official);
+        const std::vector<float> q =
+            spread_rows(static_cast<size_t>(T * s.heads * s.head_dim), seed);
+        const std::vector<float> kv = spread_rows(static_cast<size_t>(T * s.head_dim), seed + 1);
+        const std::vector<float> iq =
+            spread_rows(static_cast<size_t>(T * s.index_heads * s.index_dim), seed + 2);
+        const std::vector<float> norm = gaussian(static_cast<size_t>(s.head_dim), seed + 3);
+        const std::vector<float> freqs = rope_freqs(s.rope);
+        const std::vector<int32_t> pos = random_positions(T, seed + 4);
+        DeviceArray<float> dnorm{std::span<const float>(norm)},
+            dfreqs{std::span<const float>(freqs)};
+        DeviceArray<int32_t> dpos{std::span<const int32_t>(pos)};
+        const std::vector<uint8_t> junk(static_cast<size_t>(T * codec.row_bytes()), 0xa5);
+        struct Out {
+          std::vector<float> q;
+          std::vector<uint8_t> rows;
+          std::vector<float> iq;
+        };
+        auto run = [&](bool reference) {
+          DeviceArray<float> dq{std::span<const float>(q)}, dkv{std::span<const float>(kv)},
+              diq{std::span<const float>(iq)};
+          DeviceArray<uint8_t> drows{std::span<const uint8_t>(junk)};
+          TokenRows r;
+          r.positions = dpos.data();
+          r.n_tokens = T;
+          r.rope_freqs = dfreqs.data();
+          r.rope_dims = s.rope;
+          r.eps = 1e-6f;
+          r.q = dq.data();
+          r.heads = s.heads;
+          r.head_dim = s.head_dim;
+          r.kv = dkv.data();
+          r.kv_norm = dnorm.data();
+          r.codec = codec;
+          r.kv_rows = drows.data();
+          if (s.index_heads > 0) {
+            r.index_q = diq.data();
+            r.index_heads = s.index_heads;
+            r.index_dim = s.index_dim;
+            r.official = official;
+          }
+          in_order(reference, [&] { token_rows_cuda(r, 0); });
+          return Out{dq.download(), drows.download(), diq.download()};
+        };
+        const Out ref = run(true);
+        const Out fast = run(false);
+        EXPECT_SAME_BITS(fast.q, ref.q);
+        EXPECT_EQ(fast.rows, ref.rows);
+        EXPECT_SAME_BITS(fast.iq, ref.iq);
+        // The reference did its work: new queries, rows of a normalized vector, no junk padding.
+        EXPECT_GT(first_difference(ref.q, q), -1);
+        if (s.index_heads > 0) EXPECT_GT(first_difference(ref.iq, iq), -1);
+        for (int64_t t = 0; t < T; ++t) {
+          const uint8_t* row = ref.rows.data() + t * codec.row_bytes();
+          double sq = 0;
+          for (int d = 0; d < s.head_dim; ++d)
+            sq += double(codec.value(row, d)) * codec.value(row, d);
+          EXPECT_GT(sq, 0.0);
+          for (int i = codec.code_bytes() + codec.n_blocks(); i < codec.float_offset(); ++i) {
+            EXPECT_EQ(row[i], 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The compressors (compressor.cuh): the fast emit and store kernels, with the position bias added
+// as they read the scores, against the bias launch and the reference kernels, on KV rows (ratio 4
+// with overlapping blocks and ratio 128), indexer rows (Hadamard, FP4) and odd widths; decode steps
+// that do and do not complete a block, chunks completing many blocks, and the sequence's start
+// (block −1 with the fresh state's −inf scores). Rows and block buffers must match bit for bit.
+TEST(CudaSmallKernelsTest, CompressorFastIsTheReference) {
+  REQUIRE_GPU();
+  struct Case {
+    int ratio, head_width, rope;
+    bool hadamard, official;
+  };
+  struct Span {
+    int64_t first, n;
+  };
+  for (const Case k :
+       {Case{4, 512, 64, false, true}, Case{4, 512, 64, false, false}, Case{4, 128, 64, true, true},
+        Case{4, 128, 64, true, false}, Case{128, 512, 64, false, true},
+        Case{4, 200, 10, false, true}, Case{128, 96, 6, false, false}, Case{4, 64, 8, true, true},
+        Case{4, 512, 64, true, true}}) {
+    const int buffers = k.ratio == 4 ? 2 : 1;
+    const int width = k.ratio == 4 ? 2 * k.head_width : k.head_width;
+    const RowCodec codec = k.hadamard ? indexer_row_codec(k.head_width, k.official)
+                                      : kv_row_codec(k.head_width, k.rope, k.official);
+    const std::vector<Span> spans =
+        k.ratio == 4 ? std::vector<Span>{{511, 1}, {512, 1}, {3, 1}, {0, 1}, {0, 9}, {5, 37}}
+                     : std::vector<Span>{{127, 1}, {128, 1}, {255, 1}, {0, 300}, {250, 10}};
+    for (const Span span : spans) {
+      SCOPED_TRACE("ratio " + std::to_string(k.ratio) + ", width " + std::to_string(k.head_width) +
+                   (k.hadamard ? ", indexer" : ", kv") + (k.official ? ", official" : ", plain") +
+                   ", tokens " + std::to_string(span.first) + " + " + std::to_string(span.n));
+      const uint32_t seed = uint32_t(k.ratio * 7 + k.head_width + span.first * 3 + span.n);
+      const size_t block_floats = size_t(buffers) * k.ratio * width;
+      const std::vector<float> state_kv = gaussian(block_floats, seed);
+      std::vector<float> state_score = gaussian(block_floats, seed + 1);
+      if (span.first == 0 && k.ratio == 4) {  // a fresh state: block −1 cannot win
+        std::fill(state_score.begin() + k.ratio * width, state_score.end(), -INFINITY);
+      }
+      const size_t chunk_floats = static_cast<size_t>(span.n * width);
+      const std::vector<float> kv = spread_rows(chunk_floats, seed + 2);
+      const std::vector<float> score = gaussian(chunk_floats, seed + 3, 2.0f);
+      const std::vector<float> ape = gaussian(size_t(k.ratio) * width, seed + 4, 0.5f);
+      const std::vector<float> norm = gaussian(size_t(k.head_width), seed + 5);
+      const std::vector<float> freqs = rope_freqs(k.rope);
+      DeviceArray<float> dkv{std::span<const float>(kv)}, dape{std::span<const float>(ape)},
+          dnorm{std::span<const float>(norm)}, dfreqs{std::span<const float>(freqs)};
+      const int64_t capacity = (span.first + span.n) / k.ratio + 1;
+      const std::vector<uint8_t> junk(static_cast<size_t>(capacity * codec.row_bytes()), 0xa5);
+      struct Out {
+        std::vector<uint8_t> rows;
+        std::vector<float> kv, score;
+      };
+      auto run = [&](bool reference) {
+        DeviceCompressorState st;
+        st.ratio = uint32_t(k.ratio);
+        st.width = uint32_t(width);
+        st.head_width = uint32_t(k.head_width);
+        st.kv = DeviceArray<float>(std::span<const float>(state_kv));
+        st.score = DeviceArray<float>(std::span<const float>(state_score));
+        st.rows = DeviceArray<uint8_t>(std::span<const uint8_t>(junk));
+        st.row_capacity = capacity;
+        DeviceArray<float> dscore{std::span<const float>(score)};
+        CompressorChunk c;
+        c.state = &st;
+        c.codec = codec;
+        c.kv = dkv.data();
+        c.score = dscore.data();
+        c.ape = dape.data();
+        c.norm = dnorm.data();
+        c.rope_freqs = dfreqs.data();
+        c.rope_dims = k.rope;
+        c.eps = 1e-6f;
+        c.hadamard = k.hadamard;
+        c.first = span.first;
+        c.n_tokens = span.n;
+        in_order(reference, [&] { compressor_chunk_cuda(c, 0); });
+        return Out{st.rows.download(), st.kv.download(), st.score.download()};
+      };
+      const Out ref = run(true);
+      const Out fast = run(false);
+      EXPECT_EQ(fast.rows, ref.rows);
+      EXPECT_SAME_BITS(fast.kv, ref.kv);
+      EXPECT_SAME_BITS(fast.score, ref.score);
+      const int64_t emitted = (span.first + span.n) / k.ratio - span.first / k.ratio;
+      EXPECT_EQ(ref.rows != junk, emitted > 0);
+      EXPECT_GT(first_difference(ref.score, state_score), -1);  // the chunk stored its tokens
     }
   }
 }
