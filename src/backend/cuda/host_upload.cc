@@ -38,16 +38,14 @@ HostUploadOptions staging_for(size_t total) {
 class HostUpload::Workers {
  public:
   explicit Workers(int threads) {
-    for (int i = 1; i < threads; ++i) helpers_.emplace_back([this, i] { loop(i); });
-  }
-  ~Workers() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
+    try {
+      for (int i = 1; i < threads; ++i) helpers_.emplace_back([this, i] { loop(i); });
+    } catch (...) {  // a thread that cannot start: the started ones must be joined, not dropped
+      stop();
+      throw;
     }
-    wake_.notify_all();
-    for (std::thread& t : helpers_) t.join();
   }
+  ~Workers() { stop(); }
 
   void copy(uint8_t* dst, const uint8_t* src, size_t n) {
     if (helpers_.empty() || n < kParallelBytes) {
@@ -71,6 +69,15 @@ class HostUpload::Workers {
   }
 
  private:
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : helpers_) t.join();
+  }
+
   void loop(int index) {
     uint64_t seen = 0;
     std::unique_lock lock(mutex_);
@@ -105,19 +112,21 @@ HostUpload::HostUpload(const HostUploadOptions& options) : staging_bytes_(option
   if (options.buffers <= 0 || options.staging_bytes == 0) return;
   try {
     buffers_.resize(static_cast<size_t>(options.buffers));
+    cudaError_t pinned = cudaSuccess;
     for (Staging& b : buffers_) {
-      if (cudaHostAlloc(reinterpret_cast<void**>(&b.host), staging_bytes_, cudaHostAllocDefault) !=
-          cudaSuccess) {
-        cudaGetLastError();  // a failed allocation is not sticky: clear it for later checks
-        break;
-      }
+      pinned =
+          cudaHostAlloc(reinterpret_cast<void**>(&b.host), staging_bytes_, cudaHostAllocDefault);
+      if (pinned != cudaSuccess) break;
       MAGNETAR_CUDA_CHECK(cudaEventCreateWithFlags(&b.drained, cudaEventDisableTiming));
     }
-    if (buffers_.back().host == nullptr) {
+    if (pinned != cudaSuccess) {
+      // Not fatal: plain copies still work (and report a broken device themselves). The failed
+      // allocation is not sticky; clearing it keeps later cudaGetLastError() checks meaningful.
+      cudaGetLastError();
       std::fprintf(stderr,
-                   "magnetar: warning: cannot pin %zu MiB of staging memory: host-to-device "
+                   "magnetar: warning: cannot pin %zu MiB of staging memory (%s): host-to-device "
                    "copies fall back to plain cudaMemcpy (slower)\n",
-                   buffers_.size() * staging_bytes_ / kMiB);
+                   buffers_.size() * staging_bytes_ / kMiB, cudaGetErrorName(pinned));
       release();
       return;
     }
