@@ -168,7 +168,7 @@ void CudaModel::init_runtime() {
   rope_window_ = DeviceArray<float>(std::span<const float>(frequencies(window)));
   rope_compressed_ = DeviceArray<float>(std::span<const float>(frequencies(compressed)));
   // A blocking stream: it orders itself after the synchronous copies of DeviceArray (legacy default
-  // stream), which fill weights, states and batch inputs.
+  // stream), which fill states and batch inputs (the weights' copies completed in upload_weights).
   MAGNETAR_CUDA_CHECK(cudaStreamCreate(&stream_));
   if (!options_.reference_order) tensor_cores_ = std::make_unique<TensorCoreGemm>();
 }

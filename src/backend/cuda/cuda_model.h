@@ -69,6 +69,8 @@ class CudaModel {
   const std::shared_ptr<const StateLayout>& layout() const { return layout_; }
   // The expert cache, or null when every weight is in device memory.
   const ExpertCache* expert_cache() const { return cache_.get(); }
+  // What the weight upload copied and how long it took.
+  const UploadStats& upload_stats() const { return weights_.upload; }
 
   struct Item {
     DeviceSequenceState* state = nullptr;

@@ -1,9 +1,11 @@
 #include "backend/cuda/device_weights.h"
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/host_upload.h"
 
 namespace magnetar::gpu {
 namespace {
@@ -14,11 +16,17 @@ size_t matrix_bytes(const model::WeightMatrix& m) {
   return static_cast<size_t>(m.rows * m.row_bytes * m.experts);
 }
 
-// Copies tensors to the device one by one and reports progress as it goes.
+// Copies tensors to the device through the staging pipeline (host_upload.h) and reports progress
+// as it goes. Each tensor gets its own device array; its bytes have landed only after finish().
 class Uploader {
  public:
   Uploader(DeviceModelWeights& out, size_t total, bool progress, bool adopt_matrices)
-      : out_(out), total_(total), progress_(progress), adopt_matrices_(adopt_matrices) {}
+      : out_(out),
+        total_(total),
+        progress_(progress),
+        adopt_matrices_(adopt_matrices),
+        // Adopted matrices leave only a few MiB of vectors and tables to copy: no staging.
+        pipeline_(staging_for(adopt_matrices ? 0 : total)) {}
 
   ~Uploader() {
     if (progress_ && printed_) std::fputc('\n', stderr);
@@ -26,11 +34,20 @@ class Uploader {
 
   const uint8_t* bytes(const void* src, size_t n) {
     DeviceArray<uint8_t>& a = out_.storage.emplace_back(n);
-    if (n > 0) MAGNETAR_CUDA_CHECK(cudaMemcpy(a.data(), src, n, cudaMemcpyHostToDevice));
+    pipeline_.copy(a.data(), src, n);
     done_ += n;
     out_.device_bytes += n;
-    report();
+    report(/*last=*/false);
     return a.data();
+  }
+
+  // Waits for every copy and records the upload's bytes and wall time in the weights.
+  void finish() {
+    pipeline_.finish();
+    out_.upload.bytes = done_;
+    out_.upload.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    out_.upload.staged = pipeline_.staged();
+    report(/*last=*/true);
   }
 
   DeviceMatrix matrix(const model::WeightMatrix& m) {
@@ -75,16 +92,22 @@ class Uploader {
     return m.data;
   }
 
-  void report() {
+  // The progress line, redrawn at each new percent; the last one adds the time and rate.
+  void report(bool last) {
     if (!progress_ || total_ == 0) return;
     const int percent = static_cast<int>(100.0 * static_cast<double>(done_) / total_);
-    if (percent == last_percent_) return;
+    if (percent == last_percent_ && !last) return;
     last_percent_ = percent;
     printed_ = true;
     std::fprintf(stderr, "\rmagnetar: uploading weights to the GPU: %.0f / %.0f MiB (%d%%)",
                  done_ / kMiB, total_ / kMiB, percent);
+    if (last) {
+      std::fprintf(stderr, " in %.1f s (%.1f GB/s)", out_.upload.seconds, out_.upload.gb_per_s());
+    }
     std::fflush(stderr);
   }
+
+  using Clock = std::chrono::steady_clock;
 
   DeviceModelWeights& out_;
   size_t total_;
@@ -93,6 +116,8 @@ class Uploader {
   bool adopt_matrices_;
   bool printed_ = false;
   int last_percent_ = -1;
+  Clock::time_point start_ = Clock::now();
+  HostUpload pipeline_;
 };
 
 DeviceHyperConnection upload_hc(Uploader& up, const model::HyperConnectionWeights& w) {
@@ -231,6 +256,7 @@ DeviceModelWeights upload_weights(const model::ModelWeights& w, const model::Mod
     d.layers.push_back(upload_block(up, layer, c, options.experts_on_host));
   }
   if (w.mtp) d.mtp = upload_mtp(up, *w.mtp, c);
+  up.finish();  // nothing reads the weights before this: the caller gets them only now
   return d;
 }
 

@@ -1,7 +1,8 @@
 // The model's weights in device memory, in their stored (quantized) types.
 //
-// upload_weights() copies every tensor bound by model::bind_weights to the GPU, with a progress
-// line on stderr, and mirrors model::ModelWeights field by field, so that the forward pass reads
+// upload_weights() copies every tensor bound by model::bind_weights to the GPU through pinned
+// staging buffers (host_upload.h), with a progress line on stderr that ends with the upload's
+// time and rate, and mirrors model::ModelWeights field by field, so that the forward pass reads
 // `layer.q_b` on the GPU as the CPU reference does on the host. Matrices stay in their GGUF type
 // and are decoded inside the matrix kernels (linear.cuh); the small vectors the CPU decodes to
 // float once (norms, HC scales and bases, sinks, router bias, compressor position biases) are
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "backend/cuda/device_array.h"
+#include "backend/cuda/host_upload.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "quant/ggml_type.h"
@@ -113,6 +115,7 @@ struct DeviceModelWeights {
   // The device memory behind the pointers above.
   std::vector<DeviceArray<uint8_t>> storage;
   size_t device_bytes = 0;  // bytes in device memory (uploaded or adopted)
+  UploadStats upload;       // the copy's bytes, wall time and rate
 };
 
 struct UploadOptions {
@@ -126,8 +129,8 @@ struct UploadOptions {
 };
 
 // Uploads the weights of `host` (bound to a file that outlives the result), the MTP block included
-// when present (its routed experts always go to device memory: one block's worth). Throws
-// std::runtime_error on a CUDA failure.
+// when present (its routed experts always go to device memory: one block's worth). Every copy has
+// completed when it returns. Throws std::runtime_error on a CUDA failure.
 DeviceModelWeights upload_weights(const model::ModelWeights& host, const model::ModelConfig& config,
                                   const UploadOptions& options);
 
