@@ -106,8 +106,8 @@ constexpr int kRouteThreads = 256;      // one score per thread for 256 experts
 constexpr int kMaxExpertsPerLane = 16;  // the choosing warp holds n_expert <= 512 keys
 constexpr int kMaxFastExperts = 32 * kMaxExpertsPerLane;
 
-// The rank of a biased score as an integer, larger for a better score: NaN (0) below every number,
-// −0 equal to +0 (as `>` compares them), every valid key at least 1 so that 0 can mean "none".
+// The rank of a biased score as an integer, larger for a better score: NaN (1) below every number,
+// −0 equal to +0 (as `>` compares them), so that 0 can mean "none" (taken, or no such expert).
 __device__ uint32_t score_key(float v) {
   if (isnan(v)) return 1;
   const uint32_t b = float_bits(v == 0.0f ? 0.0f : v);

@@ -92,7 +92,8 @@ std::vector<int32_t> random_positions(int64_t n, uint32_t seed) {
 
 TEST(CudaSmallKernelsTest, RmsNormFastIsTheReference) {
   REQUIRE_GPU();
-  for (const int64_t dim : {4096, 1024, 512, 130}) {
+  // 7168: Pro's width; 8200: past the fast kernel's registers (the reference in both orders).
+  for (const int64_t dim : {4096, 1024, 512, 130, 7168, 8200}) {
     for (const int64_t rows : kTokenCounts) {
       for (const bool weighted : {true, false}) {
         SCOPED_TRACE("dim " + std::to_string(dim) + ", rows " + std::to_string(rows) +
@@ -346,9 +347,9 @@ struct TestHc {
   DeviceArray<float> fn, scale, base;
   DeviceHyperConnection weights;
 
-  TestHc(int64_t dim, int rows, uint32_t seed) {
+  TestHc(int64_t dim, int hc, int rows, uint32_t seed) {
     config.n_embd = uint32_t(dim);
-    config.hc_count = 4;
+    config.hc_count = uint32_t(hc);
     const int64_t cols = config.hc_count * dim;
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int> pick(-40, 40);
@@ -382,15 +383,24 @@ std::vector<float> coarse_states(size_t n, uint32_t seed) {
   return v;
 }
 
+// HC = 4 (every V4 model) at Flash's and Pro's widths and an odd one; the other stream counts the
+// fast hc_pre is instantiated for (1 to 5), and 6, which takes the reference kernel in both orders.
 TEST(CudaSmallKernelsTest, HcPreAndHeadFastAreTheReference) {
   REQUIRE_GPU();
-  for (const int64_t dim : {4096, 1000}) {
-    TestHc pre(dim, 24, 11);  // hc_mix() rows
-    TestHc head(dim, 4, 12);  // HC rows
-    ASSERT_EQ(pre.config.hc_mix(), 24u);
-    const int hc = int(pre.config.hc_count);
+  struct Shape {
+    int hc;
+    int64_t dim;
+  };
+  for (const Shape shape : {Shape{4, 4096}, Shape{4, 7168}, Shape{4, 1000}, Shape{1, 1000},
+                            Shape{2, 1000}, Shape{3, 1000}, Shape{5, 1000}, Shape{6, 1000}}) {
+    const int hc = shape.hc;
+    const int64_t dim = shape.dim;
+    TestHc pre(dim, hc, (2 + hc) * hc, 11);  // hc_mix() rows
+    TestHc head(dim, hc, hc, 12);            // HC rows
+    ASSERT_EQ(pre.config.hc_mix(), uint32_t((2 + hc) * hc));
     for (const int64_t T : kTokenCounts) {
-      SCOPED_TRACE("dim " + std::to_string(dim) + ", tokens " + std::to_string(T));
+      SCOPED_TRACE("HC " + std::to_string(hc) + ", dim " + std::to_string(dim) + ", tokens " +
+                   std::to_string(T));
       const std::vector<float> X = coarse_states(static_cast<size_t>(T * hc * dim), uint32_t(T));
       DeviceArray<float> dX{std::span<const float>(X)};
       DeviceArray<float> mixer(static_cast<size_t>(T * pre.config.hc_mix()));
@@ -472,7 +482,7 @@ TEST(CudaSmallKernelsTest, RouteFastIsTheReference) {
   REQUIRE_GPU();
   const int K = 6;
   const int64_t vocab = 97;
-  for (const int E : {256, 64, 300}) {
+  for (const int E : {256, 64, 300, 512}) {
     for (const char* mode : {"biased", "ties", "hash"}) {
       for (const int64_t T : kTokenCounts) {
         SCOPED_TRACE(std::string(mode) + ", " + std::to_string(E) + " experts, " +
