@@ -232,7 +232,9 @@ TEST(CudaSmallKernelsTest, TokenRowsFastAreTheReference) {
         EXPECT_SAME_BITS(fast.iq, ref.iq);
         // The reference did its work: new queries, rows of a normalized vector, no junk padding.
         EXPECT_GT(first_difference(ref.q, q), -1);
-        if (s.index_heads > 0) EXPECT_GT(first_difference(ref.iq, iq), -1);
+        if (s.index_heads > 0) {
+          EXPECT_GT(first_difference(ref.iq, iq), -1);
+        }
         for (int64_t t = 0; t < T; ++t) {
           const uint8_t* row = ref.rows.data() + t * codec.row_bytes();
           double sq = 0;
