@@ -7,6 +7,8 @@
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/compressor.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm_tc.cuh"
+#include "backend/cuda/gemv.cuh"
 #include "backend/cuda/indexer.cuh"
 #include "backend/cuda/linear.cuh"
 #include "backend/cuda/numerics.cuh"
@@ -360,10 +362,19 @@ void attention_chunk_cuda(const AttentionContext& ctx, std::span<const Attention
   }
 
   // Grouped low-rank output projection (§6.8): each group's heads through its own rows of wo_a.
+  // Below the tensor-core threshold (decode), where linear_cuda would take the GEMV for each
+  // group: all groups in one GEMV launch instead, with the same bits.
   const int64_t groups = c.o_groups, group_in = c.o_group_in(), rank = c.o_lora_rank;
-  for (int64_t g = 0; g < groups; ++g) {
-    linear_cuda(w.out_a.row_slice(g * rank, rank), b.o.data() + g * group_in, H * hd, N,
-                b.low.data() + g * rank, groups * rank, stream);
+  const TensorCoreGemm* tc = current_tensor_core_gemm();
+  const bool gemv_regime = tc == nullptr || N < tc->options().min_tokens;
+  if (!reference_order() && gemv_regime && H * hd == groups * group_in &&
+      gemv_supports(w.out_a.row_slice(0, rank), b.o.data(), group_in)) {
+    gemv_grouped_cuda(w.out_a, groups, b.o.data(), N, b.low.data(), stream);
+  } else {
+    for (int64_t g = 0; g < groups; ++g) {
+      linear_cuda(w.out_a.row_slice(g * rank, rank), b.o.data() + g * group_in, H * hd, N,
+                  b.low.data() + g * rank, groups * rank, stream);
+    }
   }
   if (ctx.official) act_quant_fp8_cuda(b.low.data(), N, groups * rank, b.low.data(), stream);
   linear_cuda(w.out_b, b.low.data(), N, out, stream);

@@ -28,8 +28,9 @@ constexpr int64_t kMaxGridX = 0x7fffffff;  // and on gridDim.x
 struct GemvParams {
   const uint8_t* w;                  // dense: the matrix
   const uint8_t* const* expert_ptr;  // experts: the table of expert matrices
-  const int32_t* expert;             // experts: expert of each pair
+  const int32_t* expert;             // experts: expert of each pair (null: pair % n_experts)
   int64_t n_experts;
+  int64_t expert_bytes;  // experts without a table: matrix e at w + e · expert_bytes
   int64_t rows, cols, row_bytes;
   int64_t data_bytes;  // bytes of a row's blocks (row_bytes may be larger)
   const float* x;
@@ -147,7 +148,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
   int n_tok;
   if constexpr (kExperts) {
     const int64_t pair = blockIdx.x;
-    const int32_t e = p.expert[pair];
+    const int32_t e =
+        p.expert != nullptr ? p.expert[pair] : static_cast<int32_t>(pair % p.n_experts);
     if (e < 0 || e >= p.n_experts) {
       // A corrupt id: NaN outputs make it visible without reading outside the table.
       for (int j = 0; j < my_tiles; ++j) {
@@ -158,7 +160,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
       }
       return;
     }
-    w = p.expert_ptr[e];
+    w = p.expert_ptr != nullptr ? p.expert_ptr[e] : p.w + e * p.expert_bytes;
     x = p.x + (pair / p.x_divisor) * p.x_stride;
     out0 = pair;
     n_tok = 1;
@@ -459,6 +461,31 @@ void gemv_experts_cuda(const DeviceExperts& w, const int32_t* expert, int64_t n_
     p.y = y;
     p.y_stride = w.shape.rows;
     launch<F, 1, true>(p, n_pairs, stream);
+  });
+}
+
+void gemv_grouped_cuda(const DeviceMatrix& w, int64_t groups, const float* x, int64_t n_tokens,
+                       float* y, cudaStream_t stream) {
+  if (groups <= 0 || w.rows % groups != 0) {
+    throw std::invalid_argument("gemv_grouped_cuda: " + matrix_name(w) + " has " +
+                                std::to_string(w.rows) + " rows, not a multiple of " +
+                                std::to_string(groups) + " groups");
+  }
+  DeviceMatrix group = w.row_slice(0, w.rows / groups);  // the shape of one group's matrix
+  require_support(group, x, group.cols, "gemv_grouped_cuda");
+  if (n_tokens <= 0 || group.rows == 0) return;
+  gemv::with_format(w.type, [&]<typename F>() {
+    GemvParams p = base_params<F>(group);
+    p.w = w.data;
+    p.n_experts = groups;
+    p.expert_bytes = group.rows * group.row_bytes;
+    p.x = x;
+    p.x_stride = group.cols;
+    p.x_divisor = 1;
+    p.n_tokens = n_tokens * groups;
+    p.y = y;
+    p.y_stride = group.rows;
+    launch<F, 1, true>(p, n_tokens * groups, stream);
   });
 }
 

@@ -65,4 +65,13 @@ void gemv_cuda(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_t 
 void gemv_experts_cuda(const DeviceExperts& w, const int32_t* expert, int64_t n_pairs,
                        const float* x, int64_t x_divisor, float* y, cudaStream_t stream);
 
+// A grouped product in one launch: w holds `groups` matrices of w.rows / groups rows stacked, and
+// group g of token t multiplies x[t][g·cols, (g+1)·cols) into y[t][g·r, (g+1)·r) (r = rows per
+// group; x rows of groups·cols floats, y rows of w.rows). Each group gets the bits of gemv_cuda on
+// its own row slice (they take the expert kernel: one pair per (token, group)). The attention
+// output projection's 8 groups use it in decode. Throws std::invalid_argument when w.rows is not
+// a multiple of groups or the group shape is not supported, std::runtime_error on a launch error.
+void gemv_grouped_cuda(const DeviceMatrix& w, int64_t groups, const float* x, int64_t n_tokens,
+                       float* y, cudaStream_t stream);
+
 }  // namespace magnetar::gpu

@@ -281,6 +281,43 @@ TEST(CudaGemvExperts, PairsCloseAndEqualToDense) {
   }
 }
 
+// The grouped product (the attention output projection's layout): group g of token t is the
+// dense product of rows [g·r, (g+1)·r) with x[t][g·cols, (g+1)·cols), bit for bit, and close to
+// the exact one; a row count that groups do not divide is refused.
+TEST(CudaGemvGrouped, EachGroupIsItsDenseProduct) {
+  REQUIRE_GPU();
+  const int64_t groups = 8, rows = 24;
+  for (auto [type, cols] :
+       {std::pair{GgmlType::kQ8_0, int64_t{1024}}, std::pair{GgmlType::kF16, int64_t{512}}}) {
+    SCOPED_TRACE(std::string(quant::type_name(type)));
+    const Matrix all(type, rows * groups, cols, 31);
+    for (const int64_t tokens : {int64_t{1}, int64_t{3}, int64_t{8}}) {
+      const std::vector<float> x = gaussian(static_cast<size_t>(tokens * groups * cols), 9);
+      DeviceArray<float> dx{std::span<const float>(x)};
+      DeviceArray<float> dy(static_cast<size_t>(tokens * groups * rows));
+      gemv_grouped_cuda(all.gpu(), groups, dx.data(), tokens, dy.data(), nullptr);
+      MAGNETAR_CUDA_CHECK(cudaDeviceSynchronize());
+      const std::vector<float> y = dy.download();
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t at = (t * groups + g);
+          const std::vector<float> xg(x.begin() + at * cols, x.begin() + (at + 1) * cols);
+          const std::vector<float> yg(y.begin() + at * rows, y.begin() + (at + 1) * rows);
+          expect_close(yg, rows, all.values.data() + g * rows * cols, rows, cols, xg, cols, 1,
+                       "token " + std::to_string(t) + " group " + std::to_string(g));
+          EXPECT_TRUE(same_bits(yg.data(),
+                                run_gemv(all.gpu().row_slice(g * rows, rows), xg, 1).data(), rows))
+              << "token " << t << " group " << g << " differs from its dense product";
+        }
+      }
+    }
+  }
+  const Matrix odd(GgmlType::kQ8_0, 20, 256, 3);
+  DeviceArray<float> dx(static_cast<size_t>(8 * 256)), dy(static_cast<size_t>(20));
+  EXPECT_THROW(gemv_grouped_cuda(odd.gpu(), 8, dx.data(), 1, dy.data(), nullptr),
+               std::invalid_argument);
+}
+
 // A corrupt expert id gives NaN outputs for its pair, valid ids are unaffected.
 TEST(CudaGemvExperts, BadIdGivesNaN) {
   REQUIRE_GPU();
