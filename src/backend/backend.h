@@ -75,6 +75,9 @@ class Backend {
   // A sequence holding `state`. Throws std::invalid_argument when the state's shapes do not fit
   // this model (cpu::check_sequence_state).
   virtual std::unique_ptr<Sequence> import_state(const cpu::SequenceState& state) = 0;
+  // Prompt tokens per sequence and forward call that suit this backend when the caller does not
+  // choose (EngineOptions::prefill_chunk = 0).
+  virtual int64_t preferred_prefill_chunk() const { return 512; }
 
   // Advances every item by its tokens; items are independent sequences of any lengths and
   // positions. Results equal feeding each item's tokens one at a time. Throws

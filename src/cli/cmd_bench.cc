@@ -29,8 +29,8 @@ struct BenchCliOptions {
   uint64_t seed = 42;
   std::string backend = "auto";
   unsigned threads = 0;
-  int64_t prefill_chunk = 512;
-  uint64_t gpu_mem_mib = 0;  // 0: the CUDA backend's default
+  int64_t prefill_chunk = 0;  // the backend's choice
+  uint64_t gpu_mem_mib = 0;   // 0: the CUDA backend's default
   std::string prompt_file;
   int64_t context = 0;  // 0: ctx-max + gen-tokens
   std::string csv;
@@ -129,7 +129,7 @@ int run_bench(const BenchCliOptions& o) {
                                  : "synthetic " + o.synthetic + " " + o.synthetic_types +
                                        " weights (seed " + std::to_string(o.seed) + ")",
              engine.backend_name(), thousands(static_cast<uint64_t>(engine.context())),
-             o.bench.batch, o.prefill_chunk, engine.synthetic() ? ", RANDOM WEIGHTS" : "");
+             o.bench.batch, engine.prefill_chunk(), engine.synthetic() ? ", RANDOM WEIGHTS" : "");
 
   engine::Bench bench(engine, o.bench, bench_tokens(o, engine));
   std::FILE* out = stdout;
@@ -206,8 +206,10 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("-c,--ctx", o->context,
                   "Engine context in tokens (default: --ctx-max + --gen-tokens)")
       ->check(CLI::PositiveNumber);
-  app->add_option("--chunk", o->prefill_chunk,
-                  "Tokens per session and forward call while prefilling (default 512)")
+  app->add_option(
+         "--chunk", o->prefill_chunk,
+         "Tokens per session and forward call while prefilling (default: the backend's, 512 "
+         "on the CPU, 2048 on CUDA)")
       ->check(CLI::PositiveNumber);
   add_gpu_mem_flag(*app, o->gpu_mem_mib);
   app->add_option("--csv", o->csv, "Write the CSV to this file instead of stdout");

@@ -101,6 +101,9 @@ Engine::Engine(const EngineOptions& options)
   if (options.context < 0) throw std::invalid_argument("context must not be negative");
   backend_ = make_backend(file_, options);
   context_ = options.context > 0 ? options.context : backend_->config().n_ctx_train;
+  if (options.prefill_chunk < 0) throw std::invalid_argument("prefill_chunk must not be negative");
+  prefill_chunk_ =
+      options.prefill_chunk > 0 ? options.prefill_chunk : backend_->preferred_prefill_chunk();
   tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(file_));
   identity_ = sha256(file_.bytes().first(file_.data_offset()));
   const gguf::GgufValue* synthetic = file_.metadata().find("magnetar.synthetic");
@@ -123,7 +126,7 @@ void Engine::step(std::span<Session* const> sessions, const ProgressFn& progress
                   const std::atomic<bool>* cancel) {
   int64_t total = 0, done = 0;
   for (Session* s : sessions) total += std::max<int64_t>(0, s->pending());
-  const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
+  const int64_t chunk = prefill_chunk_;
   for (;;) {
     if (cancel != nullptr && cancel->load()) return;
     std::vector<backend::ForwardItem> items;

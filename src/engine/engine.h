@@ -42,7 +42,9 @@ struct EngineOptions {
   std::string backend = "auto";
   bool official_numerics = true;  // the CPU backend's FP8/FP4 simulations (cpu::CpuOptions)
   unsigned threads = 0;           // CPU threads; 0: all
-  int64_t prefill_chunk = 512;    // tokens per forward call while prefilling
+  // Prompt tokens per session and forward call while prefilling; 0: the backend's choice
+  // (backend::Backend::preferred_prefill_chunk: 512 on the CPU, 2048 on CUDA).
+  int64_t prefill_chunk = 0;
   // The most tokens a session may hold (prompt and generation); 0: the model's training context.
   // Backends size per-sequence state from it.
   int64_t context = 0;
@@ -95,6 +97,8 @@ class Engine {
   const model::ModelConfig& config() const { return backend_->config(); }
   std::string_view backend_name() const { return backend_->name(); }
   int64_t context() const { return context_; }
+  // The prefill chunk in use (EngineOptions::prefill_chunk, or the backend's choice).
+  int64_t prefill_chunk() const { return prefill_chunk_; }
   // True for a model made by `magnetar synth` or with EngineOptions::synthetic (random weights:
   // its output is noise).
   bool synthetic() const { return synthetic_; }
@@ -125,6 +129,7 @@ class Engine {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   ModelIdentity identity_{};
   int64_t context_ = 0;
+  int64_t prefill_chunk_ = 0;
   bool synthetic_ = false;
 };
 

@@ -255,5 +255,27 @@ TEST(EngineBackend, ChoosesAnAvailableBackendAndRefusesUnknownOnes) {
   }
 }
 
+// The prefill chunk is the caller's when given, otherwise the backend's (512 on the CPU); a
+// negative one is refused. The chunk in use decides how a long prompt is cut: a 1,100-token prompt
+// takes three forward calls at 512 (progress reported after 512, 1,024 and 1,100 tokens).
+TEST(EngineChunk, CallersOrTheBackendsChoice) {
+  EngineOptions o;
+  o.model = tiny("f32", 5);
+  o.backend = "cpu";
+  o.context = 2048;
+  EXPECT_EQ(Engine(o).prefill_chunk(), 512);
+  Engine engine(o);
+  std::unique_ptr<Session> s = engine.new_session();
+  s->set_tokens(random_tokens(1100, 3));
+  Session* one = s.get();
+  std::vector<int64_t> reports;
+  engine.step(std::span(&one, 1), [&](int64_t done, int64_t) { reports.push_back(done); });
+  EXPECT_EQ(reports, (std::vector<int64_t>{512, 1024, 1100}));
+  o.prefill_chunk = 100;
+  EXPECT_EQ(Engine(o).prefill_chunk(), 100);
+  o.prefill_chunk = -1;
+  EXPECT_THROW(Engine bad(o), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace magnetar::engine
