@@ -76,27 +76,6 @@ double relative_difference(const std::vector<float>& a, const std::vector<float>
   return worst;
 }
 
-// Logits of every position of `tokens`, fed in chunks of `chunk` to one new sequence.
-std::vector<float> run(backend::Backend& b, std::span<const int32_t> tokens, int64_t chunk,
-                       backend::Sequence* sequence = nullptr) {
-  std::unique_ptr<backend::Sequence> own;
-  if (sequence == nullptr) {
-    own = b.new_sequence();
-    sequence = own.get();
-  }
-  std::vector<float> logits;
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  for (int64_t i = 0; i < T; i += chunk) {
-    backend::ForwardItem item;
-    item.sequence = sequence;
-    item.tokens = tokens.subspan(i, std::min(chunk, T - i));
-    item.all_logits = true;
-    b.forward(std::span(&item, 1));
-    logits.insert(logits.end(), item.logits.begin(), item.logits.end());
-  }
-  return logits;
-}
-
 // `n` greedy tokens after `sequence`'s last logits `last`.
 std::vector<int32_t> greedy(backend::Backend& b, backend::Sequence& sequence,
                             std::vector<float> last, int n) {
@@ -243,8 +222,8 @@ TEST_F(CudaBackendTest, LogitsCloseToCpu) {
       auto c = cpu(types, official);
       const int64_t V = g->config().n_vocab;
       const std::vector<int32_t> tokens = random_tokens(150, 1);
-      const std::vector<float> expected = run(*c, tokens, 150);
-      const std::vector<float> got = run(*g, tokens, 150);
+      const std::vector<float> expected = chunked_logits(*c, tokens, 150);
+      const std::vector<float> got = chunked_logits(*g, tokens, 150);
       ASSERT_EQ(got.size(), expected.size());
       const Agreement a = agreement(got, expected, V);
       size_t first_off = 0;
@@ -314,10 +293,10 @@ TEST_F(CudaBackendTest, ChunkSizesGiveTheSameBits) {
     SCOPED_TRACE(types);
     auto g = cuda(types);
     const std::vector<int32_t> tokens = random_tokens(150, 3);
-    const std::vector<float> whole = run(*g, tokens, 512);
+    const std::vector<float> whole = chunked_logits(*g, tokens, 512);
     for (int64_t chunk : {1, 3, 16}) {
       SCOPED_TRACE(chunk);
-      const std::vector<float> chunked = run(*g, tokens, chunk);
+      const std::vector<float> chunked = chunked_logits(*g, tokens, chunk);
       EXPECT_TRUE(same_bits(chunked, whole))
           << "max difference " << relative_difference(chunked, whole, g->config().n_vocab);
     }
@@ -334,9 +313,10 @@ TEST_F(CudaBackendTest, BatchesGiveTheSameBitsAsAlone) {
   std::vector<std::vector<float>> alone(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     auto s = g->new_sequence();
-    alone[i] = run(*g, std::span<const int32_t>(seqs[i]).first(lengths[i]), 512, s.get());
+    alone[i] =
+        chunked_logits(*g, std::span<const int32_t>(seqs[i]).first(lengths[i]), 512, s.get());
     const std::vector<float> rest =
-        run(*g, std::span<const int32_t>(seqs[i]).subspan(lengths[i]), 1, s.get());
+        chunked_logits(*g, std::span<const int32_t>(seqs[i]).subspan(lengths[i]), 1, s.get());
     alone[i].insert(alone[i].end(), rest.begin(), rest.end());
   }
   for (size_t batch : {size_t{2}, size_t{5}}) {
@@ -620,8 +600,9 @@ TEST_F(CudaBackendTest, ExpertCacheGivesTheSameBits) {
   ASSERT_NE(cache, nullptr);
   EXPECT_LT(cache->slots(), int64_t{config.n_layer} * config.n_expert);
   const std::vector<int32_t> tokens = random_tokens(60, 13);
-  EXPECT_TRUE(same_bits(run(*spilled, tokens, 16), run(*resident, tokens, 16)));
-  EXPECT_TRUE(same_bits(run(*spilled, tokens, 1), run(*resident, tokens, 1)));
+  EXPECT_TRUE(
+      same_bits(chunked_logits(*spilled, tokens, 16), chunked_logits(*resident, tokens, 16)));
+  EXPECT_TRUE(same_bits(chunked_logits(*spilled, tokens, 1), chunked_logits(*resident, tokens, 1)));
   EXPECT_GT(cache->misses(), cache->slots());  // experts were evicted and fetched again
   EXPECT_GT(cache->hits(), 0);
   std::cout << "[ experts  ] " << cache->slots() << " slots, " << cache->hits() << " hits, "

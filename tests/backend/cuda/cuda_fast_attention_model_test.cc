@@ -29,22 +29,6 @@ namespace {
 
 using magnetar::testing::random_tokens;
 
-// Logits of every position of `tokens`, fed in chunks of `chunk` to a new sequence.
-std::vector<float> run(backend::Backend& b, std::span<const int32_t> tokens, int64_t chunk) {
-  std::unique_ptr<backend::Sequence> sequence = b.new_sequence();
-  std::vector<float> logits;
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  for (int64_t i = 0; i < T; i += chunk) {
-    backend::ForwardItem item;
-    item.sequence = sequence.get();
-    item.tokens = tokens.subspan(i, std::min(chunk, T - i));
-    item.all_logits = true;
-    b.forward(std::span(&item, 1));
-    logits.insert(logits.end(), item.logits.begin(), item.logits.end());
-  }
-  return logits;
-}
-
 TEST(CudaFastAttentionModel, DecodeCloseToCpu) {
   if (!cuda_backend_usable()) GTEST_SKIP() << "no usable CUDA device";
   const std::vector<int32_t> tokens = random_tokens(150, 31);
@@ -61,7 +45,8 @@ TEST(CudaFastAttentionModel, DecodeCloseToCpu) {
       cpu::CpuOptions co;
       co.official_numerics = official;
       cpu::CpuBackend c(file, co);
-      const Agreement a = agreement(run(g, tokens, 1), run(c, tokens, 150), g.config().n_vocab);
+      const Agreement a = agreement(chunked_logits(g, tokens, 1), chunked_logits(c, tokens, 150),
+                                    g.config().n_vocab);
       std::cout << "[ fast     ] " << types << (official ? " official" : " plain")
                 << ", decode vs CPU over 150 positions: median " << a.median() << ", top-1 "
                 << a.top1 << ", mean KL " << a.mean_kl << "\n";

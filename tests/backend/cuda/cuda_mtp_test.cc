@@ -33,7 +33,7 @@ struct FedLogits {
 };
 
 FedLogits feed(backend::Backend& b, backend::Sequence& s, const std::vector<int32_t>& tokens,
-         int64_t begin, int64_t chunk) {
+               int64_t begin, int64_t chunk) {
   FedLogits r;
   const int64_t V = b.config().n_vocab, T = static_cast<int64_t>(tokens.size());
   for (int64_t i = begin; i < T; i += chunk) {

@@ -51,22 +51,6 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
          });
 }
 
-// Logits of every position of `tokens`, fed in chunks of `chunk` to a new sequence.
-std::vector<float> run(backend::Backend& b, std::span<const int32_t> tokens, int64_t chunk) {
-  std::unique_ptr<backend::Sequence> sequence = b.new_sequence();
-  std::vector<float> logits;
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  for (int64_t i = 0; i < T; i += chunk) {
-    backend::ForwardItem item;
-    item.sequence = sequence.get();
-    item.tokens = tokens.subspan(i, std::min(chunk, T - i));
-    item.all_logits = true;
-    b.forward(std::span(&item, 1));
-    logits.insert(logits.end(), item.logits.begin(), item.logits.end());
-  }
-  return logits;
-}
-
 class PrefillTensorCoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -118,9 +102,9 @@ TEST_F(PrefillTensorCoreTest, LogitsCloseToCpu) {
       std::vector<float> got;
       {
         ScopedTensorCoreGemm scope(&gemm);
-        got = run(*g, tokens, 150);
+        got = chunked_logits(*g, tokens, 150);
       }
-      const Agreement a = agreement(got, run(*c, tokens, 150), g->config().n_vocab);
+      const Agreement a = agreement(got, chunked_logits(*c, tokens, 150), g->config().n_vocab);
       std::cout << "[ prefill  ] " << types << (official ? " official" : " plain")
                 << ", tensor cores vs CPU over 150 positions: median " << a.median() << ", top-1 "
                 << a.top1 << ", mean KL " << a.mean_kl << "\n";
@@ -143,14 +127,14 @@ TEST_F(PrefillTensorCoreTest, ChunksCloseToWholePrompt) {
   auto g = cuda("q2", false);
   TensorCoreGemm gemm;
   ScopedTensorCoreGemm scope(&gemm);
-  const std::vector<float> whole = run(*g, tokens, 150);
-  const std::vector<float> chunked = run(*g, tokens, 50);
+  const std::vector<float> whole = chunked_logits(*g, tokens, 150);
+  const std::vector<float> chunked = chunked_logits(*g, tokens, 50);
   const Agreement a = agreement(chunked, whole, g->config().n_vocab);
   std::cout << "[ prefill  ] chunks of 50 vs 150: median " << a.median() << ", top-1 " << a.top1
             << "\n";
   EXPECT_LE(a.median(), 1e-4);
   EXPECT_GE(a.top1, 0.97);
-  EXPECT_TRUE(same_bits(run(*g, tokens, 150), whole)) << "two runs differ";
+  EXPECT_TRUE(same_bits(chunked_logits(*g, tokens, 150), whole)) << "two runs differ";
 }
 
 // Routed experts served by the expert cache: the same bits as with every expert resident (the
@@ -164,7 +148,8 @@ TEST_F(PrefillTensorCoreTest, ExpertCacheGivesTheSameBits) {
   const std::vector<int32_t> tokens = random_tokens(120, 23);
   TensorCoreGemm gemm;
   ScopedTensorCoreGemm scope(&gemm);
-  EXPECT_TRUE(same_bits(run(*spilled, tokens, 60), run(*resident, tokens, 60)));
+  EXPECT_TRUE(
+      same_bits(chunked_logits(*spilled, tokens, 60), chunked_logits(*resident, tokens, 60)));
 }
 
 }  // namespace

@@ -641,22 +641,8 @@ TEST(CudaSmallKernelsTest, TinyModelDecodesCloseToCpu) {
     cpu::CpuBackend cpu(file, o);
     const int64_t V = gpu.config().n_vocab;
     const std::vector<int32_t> tokens = magnetar::testing::random_tokens(150, 3);
-    auto logits = [&](backend::Backend& b, int64_t chunk) {
-      auto sequence = b.new_sequence();
-      std::vector<float> out;
-      for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(chunk)) {
-        backend::ForwardItem item;
-        item.sequence = sequence.get();
-        item.tokens =
-            std::span(tokens).subspan(i, std::min(tokens.size() - i, static_cast<size_t>(chunk)));
-        item.all_logits = true;
-        b.forward(std::span(&item, 1));
-        out.insert(out.end(), item.logits.begin(), item.logits.end());
-      }
-      return out;
-    };
-    const std::vector<float> want = logits(cpu, 150);
-    const std::vector<float> got = logits(gpu, 1);
+    const std::vector<float> want = chunked_logits(cpu, tokens, 150);
+    const std::vector<float> got = chunked_logits(gpu, tokens, 1);
     ASSERT_EQ(got.size(), want.size());
     const Agreement a = agreement(got, want, V);
     std::cout << "[ decode   ] " << types << " fast order vs cpu: median " << a.median() << ", max "

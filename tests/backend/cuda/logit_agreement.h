@@ -1,7 +1,8 @@
 // What the GPU tests compare CUDA logits with the CPU's by: the tiny models they run on (the files
-// tests/gpu/run.sh synthesizes, or the test's own), and the per-position agreement of two logit
-// arrays — relative difference, top-1 and KL. One definition for every test file that makes such
-// comparisons, so that their bounds mean the same thing.
+// tests/gpu/run.sh synthesizes, or the test's own), the logits of every position of a prompt fed in
+// chunks, and the per-position agreement of two logit arrays — relative difference, top-1 and KL.
+// One definition for every test file that makes such comparisons, so that their bounds mean the
+// same thing.
 #pragma once
 
 #include <algorithm>
@@ -10,9 +11,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "tiny_model.h"
 
 namespace magnetar::gpu {
@@ -25,6 +29,28 @@ inline std::filesystem::path tiny_model_path(const std::string& types) {
   const std::string var = "MAGNETAR_TINY_" + upper;
   if (const char* env = std::getenv(var.c_str()); env != nullptr && *env != '\0') return env;
   return magnetar::testing::tiny_model(types, 7, false);
+}
+
+// Logits of every position of `tokens`, fed in chunks of `chunk` to `sequence` (a new one of `b`
+// when null).
+inline std::vector<float> chunked_logits(backend::Backend& b, std::span<const int32_t> tokens,
+                                         int64_t chunk, backend::Sequence* sequence = nullptr) {
+  std::unique_ptr<backend::Sequence> own;
+  if (sequence == nullptr) {
+    own = b.new_sequence();
+    sequence = own.get();
+  }
+  std::vector<float> logits;
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  for (int64_t i = 0; i < T; i += chunk) {
+    backend::ForwardItem item;
+    item.sequence = sequence;
+    item.tokens = tokens.subspan(i, std::min(chunk, T - i));
+    item.all_logits = true;
+    b.forward(std::span(&item, 1));
+    logits.insert(logits.end(), item.logits.begin(), item.logits.end());
+  }
+  return logits;
 }
 
 // Per-position agreement of logits a with the reference b.

@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "engine/synthetic_model.h"
 #include "gguf/gguf_writer.h"
+#include "logit_agreement.h"
 #include "model/model_presets.h"
 #include "quant/quant.h"
 #include "synth/synth_writer.h"
@@ -101,22 +102,6 @@ TEST_F(SyntheticWeightsTest, RefusesWhatItCannotMake) {
                std::invalid_argument);  // quantized tensors are centred
 }
 
-// Logits of every position of `tokens`, fed in chunks of 7.
-std::vector<float> run(backend::Backend& b, const std::vector<int32_t>& tokens) {
-  std::unique_ptr<backend::Sequence> seq = b.new_sequence();
-  std::vector<float> out;
-  for (size_t i = 0; i < tokens.size(); i += 7) {
-    backend::ForwardItem item;
-    item.sequence = seq.get();
-    item.tokens =
-        std::span<const int32_t>(tokens).subspan(i, std::min<size_t>(7, tokens.size() - i));
-    item.all_logits = true;
-    b.forward(std::span(&item, 1));
-    out.insert(out.end(), item.logits.begin(), item.logits.end());
-  }
-  return out;
-}
-
 // Writes the generated tensors, by their names, into a model file with the preset's header.
 std::filesystem::path write_model(const SyntheticWeights& w, const model::ModelConfig& config,
                                   const SyntheticSpec& spec) {
@@ -166,7 +151,7 @@ TEST_F(SyntheticWeightsTest, TinyModelComputesWhatTheCpuComputesFromTheSameBytes
   cpu::CpuBackend cpu(file, co);
 
   const std::vector<int32_t> tokens = random_tokens(60, 5);
-  const std::vector<float> g = run(gpu, tokens), c = run(cpu, tokens);
+  const std::vector<float> g = chunked_logits(gpu, tokens, 7), c = chunked_logits(cpu, tokens, 7);
   ASSERT_EQ(g.size(), c.size());
   const size_t V = config.n_vocab;
   for (size_t pos = 0; pos < tokens.size(); ++pos) {
@@ -194,7 +179,8 @@ TEST_F(SyntheticWeightsTest, ExpertsInHostMemoryGiveTheSameBits) {
   ASSERT_EQ(resident.model().expert_cache(), nullptr);
   ASSERT_NE(spilled.model().expert_cache(), nullptr);
   const std::vector<int32_t> tokens = random_tokens(40, 6);
-  const std::vector<float> a = run(spilled, tokens), b = run(resident, tokens);
+  const std::vector<float> a = chunked_logits(spilled, tokens, 7),
+                           b = chunked_logits(resident, tokens, 7);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
   EXPECT_GT(spilled.model().expert_cache()->misses(), 0);
