@@ -4,9 +4,15 @@
 // libcu++ namespace ::cuda (cuda::std, cuda::ptx, ...) stays reachable unqualified in our kernels.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstddef>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include "backend/cuda/cuda_check.h"
 
 namespace magnetar::gpu {
 
@@ -27,5 +33,22 @@ std::vector<CudaDeviceInfo> cuda_devices();
 // True when the kernels of this build have code for the current device (a build for sm_90a does
 // not run on an sm_80 GPU). False without a device.
 bool cuda_kernels_runnable();
+
+// compute(device) for the current device, computed on the first call for that device and cached
+// for the life of the process: per-device facts and set-ups (occupancy, kernel attributes, tables
+// in device memory) that would otherwise cost driver calls in every launch. Each call site has its
+// own cache (a lambda's type is unique). Thread-safe; an exception from compute caches nothing.
+template <typename Compute>
+auto once_per_device(Compute compute) {
+  using Value = decltype(compute(0));
+  static std::mutex mutex;
+  static std::map<int, Value> by_device;
+  int device = 0;
+  MAGNETAR_CUDA_CHECK(cudaGetDevice(&device));
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = by_device.find(device);
+  if (it == by_device.end()) it = by_device.emplace(device, compute(device)).first;
+  return it->second;
+}
 
 }  // namespace magnetar::gpu

@@ -3,11 +3,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <stdexcept>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_device.h"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/gemv_formats.cuh"
 #include "backend/cuda/weight_decode.cuh"
@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<kTokens>()) gemv_kernel(G
   constexpr int kChunkBytes = F::kStepBytes * F::kSteps;
   static_assert(kChunkBytes % 16 == 0, "chunks are copied as 16-byte words");
   constexpr int kChunkElems = kStepElems * F::kSteps;
-  constexpr int kRowStride = kChunkBytes + 16;  // padding: load8_shared reads past a row's end
+  constexpr int kRowStride = kChunkBytes + 16;  // padding: the formats read a word past a row's end
   constexpr int kStageBytes = kRows * kRowStride;
   constexpr int kDepth = ring_depth<F, kTokens>();
   constexpr int kWordsPerRow = kChunkBytes / 16;
@@ -360,24 +360,17 @@ GemvParams base_params(const DeviceMatrix& w) {
 // memory (above the default 48 KB for some formats).
 template <typename F, int kTokens, bool kExperts>
 int64_t resident_blocks() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cached[kMaxDevices];  // 0 until known
-  int device = 0;
-  MAGNETAR_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < kMaxDevices) {
-    if (const int known = cached[device].load(std::memory_order_relaxed); known > 0) return known;
-  }
-  auto* kernel = gemv_kernel<F, kTokens, kExperts>;
-  constexpr int kRingBytes = ring_bytes<F, kTokens>();
-  MAGNETAR_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kRingBytes));
-  int sms = 0, per_sm = 0;
-  MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  MAGNETAR_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kRingBytes));
-  const int blocks = std::max(1, sms) * std::max(1, per_sm);
-  if (device < kMaxDevices) cached[device].store(blocks, std::memory_order_relaxed);
-  return blocks;
+  return once_per_device([](int device) {
+    auto* kernel = gemv_kernel<F, kTokens, kExperts>;
+    constexpr int kRingBytes = ring_bytes<F, kTokens>();
+    MAGNETAR_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kRingBytes));
+    int sms = 0, per_sm = 0;
+    MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    MAGNETAR_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kRingBytes));
+    return int64_t{std::max(1, sms) * std::max(1, per_sm)};
+  });
 }
 
 // Launches the kernel over n_x token groups or pairs, with as many row-tile blocks per group as

@@ -88,20 +88,13 @@ __device__ __forceinline__ float half_float(uint32_t bits) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
 }
 
-// 4 or 8 bytes at a 2-byte aligned shared-memory address: the aligned words covering them,
+// 4 bytes at a 2-byte aligned shared-memory address: the aligned words covering them,
 // funnel-shifted. Reads up to 4 bytes past the end (the staging buffers are padded for it).
 __device__ __forceinline__ uint32_t load4_shared(const uint8_t* p) {
   const uint32_t misalign = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & 3);
   // Pointer arithmetic (not an integer round trip) keeps the shared-memory address space visible.
   const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
   return __funnelshift_r(w[0], w[1], misalign * 8);
-}
-__device__ __forceinline__ uint2 load8_shared(const uint8_t* p) {
-  const uint32_t misalign = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & 3);
-  const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
-  const uint32_t shift = misalign * 8;
-  const uint32_t w0 = w[0], w1 = w[1], w2 = w[2];
-  return make_uint2(__funnelshift_r(w0, w1, shift), __funnelshift_r(w1, w2, shift));
 }
 
 // Σ_i w[i] · x[i] over 8 elements, in increasing i.

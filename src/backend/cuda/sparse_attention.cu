@@ -6,9 +6,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_device.h"
 #include "backend/cuda/linear.cuh"
 #include "backend/cuda/numerics_device.cuh"
 #include "backend/cuda/sparse_attention.cuh"
@@ -338,24 +338,16 @@ bool power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 // decode step): whether it has thread block clusters (compute capability 9.0 or later), and, if
 // so, the fast kernel allowed its largest shared memory (kTileRows rows of kMaxDims floats).
 bool clusters_available() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 no clusters, 2 ready
-  int device = 0;
-  MAGNETAR_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < kMaxDevices) {
-    if (const int k = known[device].load(std::memory_order_relaxed); k != 0) return k == 2;
-  }
-  int major = 0;
-  MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  const bool ready = major >= 9;
-  if (ready) {
+  return once_per_device([](int device) {
+    int major = 0;
+    MAGNETAR_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major < 9) return false;
     const int bytes = static_cast<int>(sizeof(float) *
                                        std::max(kTileRows * kMaxDims, kRowGroups * (kMaxDims + 2)));
     MAGNETAR_CUDA_CHECK(cudaFuncSetAttribute(fast_attention_kernel,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  }
-  if (device < kMaxDevices) known[device].store(ready ? 2 : 1, std::memory_order_relaxed);
-  return ready;
+    return true;
+  });
 }
 
 // Whether the fast kernel takes these shapes and this device: thread block clusters, power-of-two
